@@ -1,0 +1,78 @@
+"""The artist's calls to the RonRender API: upload, create and accept a job, follow it, download."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm.utils import CallbackIOWrapper
+
+from shared import protocol
+from shared.api_client import ApiClient
+from shared.states import FINAL_JOB_STATES, SceneState
+
+POLL_INTERVAL_S = 0.5
+
+
+class ArtistClient:
+    def __init__(self, base_url: str) -> None:
+        self.api = ApiClient(base_url, timeout_s=300)
+
+    def upload_scene(self, path: Path, on_bytes: Callable[[int], None]) -> dict[str, Any]:
+        """Stream the file to the backend; ``on_bytes`` is called with each chunk's size."""
+        with open(path, "rb") as handle:
+            body = CallbackIOWrapper(on_bytes, handle, "read")
+            return self.api.json(
+                "POST",
+                protocol.scene_upload_path(),
+                data=body,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+
+    def wait_for_scene(self, sha256: str, timeout_s: float = 600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            scene = self.api.json("GET", protocol.scene_path(sha256))
+            if scene["state"] != SceneState.ANALYZING or time.monotonic() > deadline:
+                return scene
+            time.sleep(POLL_INTERVAL_S)
+
+    def create_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.api.json("POST", protocol.jobs_path(), json=request)
+
+    def accept_job(self, job_id: str) -> dict[str, Any]:
+        return self.api.json("POST", protocol.job_path(job_id) + "/accept")
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self.api.json("GET", protocol.job_path(job_id))
+
+    def frames(self, job_id: str) -> list[dict[str, Any]]:
+        return self.api.json("GET", protocol.job_frames_path(job_id))["frames"]
+
+    def wait_for_job(self, job_id: str, on_update: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        while True:
+            job = self.get_job(job_id)
+            on_update(job)
+            if job["state"] in FINAL_JOB_STATES:
+                return job
+            time.sleep(POLL_INTERVAL_S)
+
+    def download(self, job_id: str, directory: Path) -> list[Path]:
+        """Every verified frame of the job, unpacked into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        with self.api.request("GET", protocol.job_zip_path(job_id), stream=True) as response:
+            fd, zip_name = tempfile.mkstemp(suffix=".zip")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    for chunk in response.iter_content(protocol.UPLOAD_CHUNK_BYTES):
+                        handle.write(chunk)
+                with zipfile.ZipFile(zip_name) as archive:
+                    archive.extractall(directory)
+                    return [directory / name for name in archive.namelist()]
+            finally:
+                os.unlink(zip_name)

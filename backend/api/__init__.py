@@ -1,0 +1,32 @@
+"""The HTTP layer: blueprints that validate input, call a service, shape output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIFlask, HTTPError
+from flask import jsonify
+
+from backend.errors import RonRenderError
+
+
+def register_api(app: APIFlask) -> None:
+    from backend.api import attempts, jobs, nodes, scenes
+
+    for module in (scenes, jobs, nodes, attempts):
+        app.register_blueprint(module.blueprint)
+
+    @app.errorhandler(RonRenderError)
+    def _ronrender_error(error: RonRenderError) -> Any:
+        body = {"message": error.message, "reason": error.reason, "detail": error.detail}
+        return jsonify(body), error.status
+
+    @app.error_processor
+    def _http_error(error: HTTPError) -> Any:
+        reason = "VALIDATION_ERROR" if error.status_code == 422 else _reason_code(error.message)
+        body = {"message": error.message, "reason": reason, "detail": error.detail}
+        return body, error.status_code, error.headers
+
+
+def _reason_code(message: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in message.upper()).strip("_")

@@ -1,0 +1,52 @@
+"""What a node sends under its lease: the render output, a failure, or the frame handed back.
+
+Every call carries the lease token in the ``X-Lease-Token`` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import current_app, request
+
+from backend.api.schemas import AttemptOut, FailureIn
+from backend.errors import UploadTooLarge
+from backend.services import render_outputs
+from shared.protocol import API_PREFIX, LEASE_TOKEN_HEADER
+
+blueprint = APIBlueprint("attempts", __name__, url_prefix=f"{API_PREFIX}/attempts", tag="Attempts")
+
+
+def _lease_token() -> str:
+    return request.headers.get(LEASE_TOKEN_HEADER, "")
+
+
+@blueprint.put("/<int:attempt_id>/output")
+@blueprint.output(AttemptOut, status_code=202)
+@blueprint.doc(
+    summary="Upload the render output (raw PNG or EXR bytes); verification is queued",
+    responses={409: "The lease is no longer held", 413: "Too large"},
+)
+def upload_output(attempt_id: int) -> Any:
+    limit = current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"]
+    if request.content_length is not None and request.content_length > limit:
+        raise UploadTooLarge(limit)
+    return render_outputs.receive_output(attempt_id, _lease_token(), request.stream)
+
+
+@blueprint.post("/<int:attempt_id>/failure")
+@blueprint.input(FailureIn)
+@blueprint.output(AttemptOut)
+@blueprint.doc(summary="The render failed: record why; another node will try")
+def report_failure(attempt_id: int, json_data: dict[str, Any]) -> Any:
+    return render_outputs.report_failure(
+        attempt_id, _lease_token(), json_data["reason"], json_data["log_tail"]
+    )
+
+
+@blueprint.post("/<int:attempt_id>/release")
+@blueprint.output(AttemptOut)
+@blueprint.doc(summary="Hand the frame back (the node is stopping); not counted as a failure")
+def release(attempt_id: int) -> Any:
+    return render_outputs.release_attempt(attempt_id, _lease_token())

@@ -1,0 +1,134 @@
+"""Jobs: create (split and estimate), accept (lock), follow, cancel, download frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import Response, send_file
+from sqlalchemy import select
+from zipstream import ZipStream
+
+from backend.api.schemas import FramesOut, JobCreateIn, JobOut
+from backend.errors import NotFound
+from backend.extensions import db
+from backend.models import Attempt, Frame, Job
+from backend.services import job_lifecycle, job_split, payments
+from backend.services.scene_intake import storage
+from shared.protocol import API_PREFIX
+from shared.states import FrameState
+
+blueprint = APIBlueprint("jobs", __name__, url_prefix=f"{API_PREFIX}/jobs", tag="Jobs")
+
+OUTPUT_EXTENSIONS = {"PNG": "png", "OPEN_EXR": "exr"}
+
+
+def _job_view(job: Job) -> dict[str, Any]:
+    view = {column.name: getattr(job, column.name) for column in Job.__table__.columns}
+    view["output_width"] = job.output_width
+    view["output_height"] = job.output_height
+    view["frame_counts"] = job_lifecycle.frame_counts(job.id)
+    view["money"] = {k: str(v) for k, v in payments.money_summary(job.id).items()}
+    return view
+
+
+@blueprint.post("")
+@blueprint.input(JobCreateIn)
+@blueprint.output(JobOut, status_code=201)
+@blueprint.doc(summary="Create a job from an analysed scene file: one frame per frame number, priced")
+def create_job(json_data: dict[str, Any]) -> Any:
+    job = job_split.create_job(job_split.JobRequest(**json_data))
+    return _job_view(job)
+
+
+@blueprint.get("/<job_id>")
+@blueprint.output(JobOut)
+@blueprint.doc(summary="A job, its frame counts by state and its money")
+def get_job(job_id: str) -> Any:
+    return _job_view(job_split.get_job(job_id))
+
+
+@blueprint.post("/<job_id>/accept")
+@blueprint.output(JobOut, status_code=202)
+@blueprint.doc(summary="Accept the estimate: the lock is taken, then frames go out")
+def accept_job(job_id: str) -> Any:
+    return _job_view(job_lifecycle.accept_job(job_id))
+
+
+@blueprint.post("/<job_id>/cancel")
+@blueprint.output(JobOut)
+@blueprint.doc(summary="Cancel a job; what was not released is refunded")
+def cancel_job(job_id: str) -> Any:
+    return _job_view(job_lifecycle.cancel_job(job_id))
+
+
+@blueprint.get("/<job_id>/frames")
+@blueprint.output(FramesOut)
+@blueprint.doc(summary="Every frame of a job with its state, node and progress")
+def list_frames(job_id: str) -> Any:
+    job_split.get_job(job_id)
+    rows = db.session.execute(
+        select(Frame, Attempt)
+        .outerjoin(Attempt, Attempt.id == Frame.current_attempt_id)
+        .where(Frame.job_id == job_id)
+        .order_by(Frame.number)
+    ).all()
+    frames = [
+        {
+            "number": frame.number,
+            "state": frame.state,
+            "failures": frame.failures,
+            "node_id": attempt.node_id if attempt else None,
+            "progress": 1.0 if frame.state == FrameState.VERIFIED else (attempt.progress if attempt else 0.0),
+            "last_rejection": frame.last_rejection,
+            "output_sha256": frame.output_sha256,
+        }
+        for frame, attempt in rows
+    ]
+    return {"frames": frames}
+
+
+def _verified_frames(job_id: str) -> list[Frame]:
+    return list(
+        db.session.scalars(
+            select(Frame)
+            .where(Frame.job_id == job_id, Frame.state == FrameState.VERIFIED)
+            .order_by(Frame.number)
+        )
+    )
+
+
+def _frame_filename(job: Job, number: int) -> str:
+    return f"frame_{number:05d}.{OUTPUT_EXTENSIONS[job.output_format]}"
+
+
+@blueprint.get("/<job_id>/frames/<int:number>/output")
+@blueprint.doc(summary="Download one verified frame")
+def download_frame(job_id: str, number: int) -> Any:
+    job = job_split.get_job(job_id)
+    frame = db.session.scalar(select(Frame).where(Frame.job_id == job_id, Frame.number == number))
+    if frame is None or frame.state != FrameState.VERIFIED or frame.output_sha256 is None:
+        raise NotFound(f"frame {number} of job {job_id} has no verified output")
+    return send_file(
+        storage().path_for(frame.output_sha256),
+        download_name=_frame_filename(job, number),
+        as_attachment=True,
+    )
+
+
+@blueprint.get("/<job_id>/output.zip")
+@blueprint.doc(summary="Download every verified frame of a job as one zip, streamed")
+def download_zip(job_id: str) -> Any:
+    job = job_split.get_job(job_id)
+    archive = ZipStream(sized=True)
+    for frame in _verified_frames(job_id):
+        assert frame.output_sha256 is not None
+        archive.add_path(str(storage().path_for(frame.output_sha256)), _frame_filename(job, frame.number))
+    return Response(
+        archive,
+        mimetype="application/zip",
+        headers={
+            "Content-Length": str(len(archive)),
+            "Content-Disposition": f'attachment; filename="{job_id}.zip"',
+        },
+    )

@@ -1,0 +1,67 @@
+"""Nodes: register, heartbeat, claim a frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint
+
+from backend.api.schemas import AssignmentOut, HeartbeatIn, HeartbeatOut, NodeOut, NodeRegisterIn
+from backend.defaults import FRAME_TIME_LIMIT_S
+from backend.services import heartbeats, matchmaker
+from shared.protocol import API_PREFIX
+
+blueprint = APIBlueprint("nodes", __name__, url_prefix=f"{API_PREFIX}/nodes", tag="Nodes")
+
+
+@blueprint.post("")
+@blueprint.input(NodeRegisterIn)
+@blueprint.output(NodeOut, status_code=201)
+@blueprint.doc(summary="Register a node and the hardware it offers")
+def register_node(json_data: dict[str, Any]) -> Any:
+    return matchmaker.register_node(**json_data)
+
+
+@blueprint.get("/<node_id>")
+@blueprint.output(NodeOut)
+@blueprint.doc(summary="A node as the backend sees it")
+def get_node(node_id: str) -> Any:
+    return matchmaker.get_node(node_id)
+
+
+@blueprint.post("/<node_id>/heartbeat")
+@blueprint.input(HeartbeatIn)
+@blueprint.output(HeartbeatOut)
+@blueprint.doc(summary="I am alive: renew leases, report progress; answers which frames to drop")
+def heartbeat(node_id: str, json_data: dict[str, Any]) -> Any:
+    return {"abandon_attempt_ids": heartbeats.record_heartbeat(node_id, json_data["slots"])}
+
+
+@blueprint.post("/<node_id>/claim")
+@blueprint.output(AssignmentOut)
+@blueprint.doc(
+    summary="Ask for work: one frame under a new lease",
+    responses={200: "A frame to render", 204: "No work that fits this node now"},
+)
+def claim(node_id: str) -> Any:
+    claimed = matchmaker.claim_frame(node_id)
+    if claimed is None:
+        return "", 204
+    job = claimed.job
+    return {
+        "attempt_id": claimed.attempt.id,
+        "lease_token": claimed.attempt.lease_token,
+        "job_id": job.id,
+        "frame_number": claimed.frame.number,
+        "scene_sha256": job.scene_sha256,
+        "scene_size_bytes": job.scene.size_bytes,
+        "settings": {
+            "output_format": job.output_format,
+            "engine": job.engine,
+            "samples": job.samples,
+            "resolution_percentage": job.resolution_percentage,
+            "width": job.output_width,
+            "height": job.output_height,
+        },
+        "time_limit_s": FRAME_TIME_LIMIT_S,
+    }

@@ -1,0 +1,154 @@
+"""JSON shapes of the HTTP API; APIFlask validates requests with them and
+builds the OpenAPI document from them. Wei amounts travel as decimal strings."""
+
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import DateTime, Dict, Float, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range, Regexp
+
+from shared.states import DeviceType, OutputFormat, RenderEngine
+
+SHA256 = Regexp(r"^[0-9a-f]{64}$", error="must be a lowercase hex sha256")
+ADDRESS = Regexp(r"^0x[0-9a-fA-F]{40}$", error="must be a 0x-prefixed 20-byte address")
+
+
+class ErrorOut(Schema):
+    message = String(required=True)
+    reason = String(required=True)
+    detail = Dict()
+
+
+class SceneOut(Schema):
+    sha256 = String()
+    size_bytes = Integer()
+    state = String()
+    error = String(allow_none=True)
+    analysis = Dict(allow_none=True)
+    created_at = DateTime()
+
+
+class JobCreateIn(Schema):
+    scene_sha256 = String(required=True, validate=SHA256)
+    frame_start = Integer(load_default=None)
+    frame_end = Integer(load_default=None)
+    frame_step = Integer(load_default=None, validate=Range(min=1))
+    engine = String(load_default=None, validate=OneOf([e.value for e in RenderEngine]))
+    samples = Integer(load_default=None, validate=Range(min=1, max=1_000_000))
+    resolution_percentage = Integer(load_default=None, validate=Range(min=1, max=1000))
+    output_format = String(load_default=None, validate=OneOf([f.value for f in OutputFormat]))
+    required_device = String(load_default=None, validate=OneOf([d.value for d in DeviceType]))
+    required_memory_bytes = Integer(load_default=0, validate=Range(min=0))
+
+
+class JobOut(Schema):
+    id = String()
+    state = String()
+    scene_sha256 = String()
+    frame_start = Integer()
+    frame_end = Integer()
+    frame_step = Integer()
+    frames_total = Integer()
+    output_format = String()
+    engine = String()
+    samples = Integer(allow_none=True)
+    width = Integer(attribute="output_width")
+    height = Integer(attribute="output_height")
+    resolution_percentage = Integer()
+    required_device = String()
+    required_memory_bytes = Integer()
+    price_per_frame_wei = String()
+    fee_bps = Integer()
+    estimate_wei = String()
+    lock_error = String(allow_none=True)
+    frame_counts = Dict(keys=String(), values=Integer())
+    money = Dict(keys=String(), values=String())
+    created_at = DateTime()
+    finished_at = DateTime(allow_none=True)
+
+
+class FrameOut(Schema):
+    number = Integer()
+    state = String()
+    failures = Integer()
+    node_id = String(allow_none=True)
+    progress = Float()
+    last_rejection = String(allow_none=True)
+    output_sha256 = String(allow_none=True)
+
+
+class FramesOut(Schema):
+    frames = List(Nested(FrameOut))
+
+
+class GpuIn(Schema):
+    name = String(required=True, validate=Length(max=128))
+    backend = String(required=True, validate=Length(max=16))
+    memory_bytes = Integer(load_default=0, validate=Range(min=0))
+
+
+class NodeRegisterIn(Schema):
+    name = String(required=True, validate=Length(min=1, max=128))
+    cpu_cores = Integer(required=True, validate=Range(min=1))
+    memory_bytes = Integer(required=True, validate=Range(min=0))
+    blender_version = String(required=True, validate=Regexp(r"^\d+\.\d+"))
+    gpus = List(Nested(GpuIn), load_default=list)
+    payout_address = String(load_default=None, validate=ADDRESS)
+
+
+class NodeOut(Schema):
+    id = String()
+    name = String()
+    state = String()
+    cpu_cores = Integer()
+    memory_bytes = Integer()
+    gpus = List(Dict())
+    blender_version = String()
+    payout_address = String(allow_none=True)
+    last_heartbeat_at = DateTime()
+
+
+class SlotProgressIn(Schema):
+    attempt_id = Integer(required=True)
+    lease_token = String(required=True, validate=Length(max=64))
+    progress = Float(required=True, validate=Range(min=0.0, max=1.0))
+    detail = String(load_default="", validate=Length(max=128))
+
+
+class HeartbeatIn(Schema):
+    slots = List(Nested(SlotProgressIn), load_default=list)
+
+
+class HeartbeatOut(Schema):
+    abandon_attempt_ids = List(Integer())
+
+
+class RenderSettingsOut(Schema):
+    output_format = String()
+    engine = String()
+    samples = Integer(allow_none=True)
+    resolution_percentage = Integer()
+    width = Integer()
+    height = Integer()
+
+
+class AssignmentOut(Schema):
+    attempt_id = Integer()
+    lease_token = String()
+    job_id = String()
+    frame_number = Integer()
+    scene_sha256 = String()
+    scene_size_bytes = Integer()
+    settings = Nested(RenderSettingsOut)
+    time_limit_s = Integer()
+
+
+class FailureIn(Schema):
+    reason = String(required=True, validate=Length(min=1, max=2000))
+    log_tail = String(load_default="", validate=Length(max=20000))
+
+
+class AttemptOut(Schema):
+    id = Integer()
+    outcome = String()
+    output_sha256 = String(allow_none=True)

@@ -1,0 +1,222 @@
+"""Database models of the render lifecycle: scene files, jobs, frames, attempts,
+nodes and payments. The schema itself is managed by Alembic migrations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from backend.extensions import db
+from shared.states import (
+    AttemptOutcome,
+    FrameState,
+    JobState,
+    NodeState,
+    PaymentKind,
+    SceneState,
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_public_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Wei(TypeDecorator[int]):
+    """An integer amount of wei: NUMERIC(78, 0) on PostgreSQL, decimal text on SQLite
+    (whose integers stop at 2**63, about 9.2 RON)."""
+
+    impl = String(80)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(78, 0))
+        return dialect.type_descriptor(String(80))
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"wei must be an int, got {type(value).__name__}")
+        return Decimal(value) if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+def _enum(enum_class: type) -> Enum:
+    return Enum(enum_class, native_enum=False, length=32, validate_strings=True)
+
+
+class SceneFile(db.Model):
+    """A packed .blend, stored once by its content address, and what Blender read from it."""
+
+    __tablename__ = "scene_files"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[SceneState] = mapped_column(_enum(SceneState), default=SceneState.ANALYZING)
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Job(db.Model):
+    """One submission: a scene file, a frame range, overrides, requirements, an estimate."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_public_id)
+    scene_sha256: Mapped[str] = mapped_column(ForeignKey("scene_files.sha256"), index=True)
+    state: Mapped[JobState] = mapped_column(_enum(JobState), index=True)
+    frame_start: Mapped[int] = mapped_column(Integer)
+    frame_end: Mapped[int] = mapped_column(Integer)
+    frame_step: Mapped[int] = mapped_column(Integer)
+    output_format: Mapped[str] = mapped_column(String(16))
+    engine: Mapped[str] = mapped_column(String(32))
+    samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolution_x: Mapped[int] = mapped_column(Integer)
+    resolution_y: Mapped[int] = mapped_column(Integer)
+    resolution_percentage: Mapped[int] = mapped_column(Integer)
+    required_device: Mapped[str] = mapped_column(String(8))
+    required_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    min_blender_version: Mapped[int] = mapped_column(Integer)  # major * 100 + minor
+    frames_total: Mapped[int] = mapped_column(Integer)
+    price_per_frame_wei: Mapped[int] = mapped_column(Wei)
+    fee_bps: Mapped[int] = mapped_column(Integer)
+    estimate_wei: Mapped[int] = mapped_column(Wei)
+    lock_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    scene: Mapped[SceneFile] = relationship()
+
+    @property
+    def output_width(self) -> int:
+        return self.resolution_x * self.resolution_percentage // 100
+
+    @property
+    def output_height(self) -> int:
+        return self.resolution_y * self.resolution_percentage // 100
+
+
+class Frame(db.Model):
+    """One frame of a job: the unit of work, of verification and of payment."""
+
+    __tablename__ = "frames"
+    __table_args__ = (
+        UniqueConstraint("job_id", "number"),
+        Index("ix_frames_state_job", "state", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[FrameState] = mapped_column(_enum(FrameState), default=FrameState.PENDING)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    current_attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_rejection: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    job: Mapped[Job] = relationship()
+
+
+class Node(db.Model):
+    """A registered node_runner service and the hardware it offers."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_public_id)
+    name: Mapped[str] = mapped_column(String(128))
+    payout_address: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    cpu_cores: Mapped[int] = mapped_column(Integer)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    gpus: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    max_gpu_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    blender_version: Mapped[str] = mapped_column(String(32))
+    blender_version_number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[NodeState] = mapped_column(_enum(NodeState), default=NodeState.ONLINE)
+    registered_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Attempt(db.Model):
+    """One lease's history: which node rendered which frame, and how it ended."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id"), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    lease_token: Mapped[str] = mapped_column(String(64), unique=True)
+    outcome: Mapped[AttemptOutcome] = mapped_column(
+        _enum(AttemptOutcome), default=AttemptOutcome.OPEN
+    )
+    progress: Mapped[float] = mapped_column(default=0.0)
+    progress_detail: Mapped[str] = mapped_column(String(128), default="")
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    lease_expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    output_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    frame: Mapped[Frame] = relationship()
+    node: Mapped[Node] = relationship()
+
+
+class Payment(db.Model):
+    """A movement of escrowed RON, recorded before it is sent; at most one per
+    (job, frame, kind), so no frame is paid twice."""
+
+    __tablename__ = "payments"
+    __table_args__ = (UniqueConstraint("job_id", "frame_number", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    frame_number: Mapped[int] = mapped_column(Integer, default=-1)  # -1 for job-wide
+    kind: Mapped[PaymentKind] = mapped_column(_enum(PaymentKind))
+    amount_wei: Mapped[int] = mapped_column(Wei)
+    recipient: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reference: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

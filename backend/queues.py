@@ -1,0 +1,40 @@
+"""The RQ queues of the backend; work is enqueued by dotted path with plain ids."""
+
+from __future__ import annotations
+
+from flask import current_app
+from redis import Redis
+from rq import Queue
+
+from backend import defaults
+
+
+def redis_connection() -> Redis:
+    return Redis.from_url(current_app.config["RONRENDER_REDIS_URL"])
+
+
+def queue_name(name: str, prefix: str) -> str:
+    return f"{prefix}-{name}"
+
+
+def get_queue(name: str) -> Queue:
+    prefix = current_app.config["RONRENDER_QUEUE_PREFIX"]
+    return Queue(queue_name(name, prefix), connection=redis_connection())
+
+
+def enqueue_scene_analysis(sha256: str) -> None:
+    get_queue(defaults.ANALYSIS_QUEUE).enqueue(
+        "backend.tasks.analyze_scene", sha256, job_timeout=defaults.ANALYSIS_TIME_LIMIT_S + 60
+    )
+
+
+def enqueue_verification(attempt_id: int) -> None:
+    get_queue(defaults.VERIFICATION_QUEUE).enqueue("backend.tasks.verify_attempt", attempt_id)
+
+
+def enqueue_escrow_lock(job_id: str) -> None:
+    get_queue(defaults.ESCROW_QUEUE).enqueue("backend.tasks.lock_job_escrow", job_id)
+
+
+def enqueue_job_settlement(job_id: str) -> None:
+    get_queue(defaults.ESCROW_QUEUE).enqueue("backend.tasks.settle_job_escrow", job_id)

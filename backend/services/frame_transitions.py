@@ -1,0 +1,57 @@
+"""Frame state changes, guarded in the database so that a frame cannot be
+assigned twice or finished twice, whatever the concurrency."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import update
+
+from backend.extensions import db
+from backend.models import Frame
+from shared.states import FrameState, states_leading_to
+
+
+def transition_frame(
+    frame_id: int,
+    to_state: FrameState,
+    *,
+    expect: Iterable[FrameState] | None = None,
+    **values: Any,
+) -> bool:
+    """Move a frame to ``to_state`` if it is in an allowed state; True if it moved.
+
+    The check and the write are one conditional UPDATE, so of two racing
+    callers exactly one sees True. The caller commits.
+    """
+    allowed_from = set(states_leading_to(to_state))
+    if expect is not None:
+        allowed_from &= set(expect)
+    result = db.session.execute(
+        update(Frame)
+        .where(Frame.id == frame_id, Frame.state.in_(allowed_from))
+        .values(state=to_state, **values)
+        .execution_options(synchronize_session=False)
+    )
+    moved = result.rowcount == 1
+    if moved:
+        frame = db.session.get(Frame, frame_id)
+        if frame is not None:
+            db.session.refresh(frame)
+    return moved
+
+
+def requeue_or_fail(frame: Frame, *, counts_as_failure: bool, reason: str | None) -> FrameState:
+    """Send a frame back to PENDING for another node, or to FAILED after too many failures."""
+    failures = frame.failures + (1 if counts_as_failure else 0)
+    limit = current_app.config["RONRENDER_MAX_FRAME_FAILURES"]
+    target = FrameState.FAILED if failures >= limit else FrameState.PENDING
+    values: dict[str, Any] = {"failures": failures}
+    if reason is not None:
+        values["last_rejection"] = reason
+    if target == FrameState.PENDING:
+        values["current_attempt_id"] = None
+    transition_frame(frame.id, target, **values)
+    return target

@@ -1,0 +1,43 @@
+"""A node's periodic "I am alive": renews its leases and records render progress."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+
+from backend.extensions import db
+from backend.models import Attempt, utc_now
+from backend.services.frame_transitions import transition_frame
+from backend.services.matchmaker import get_node
+from shared.states import AttemptOutcome, FrameState, NodeState
+
+
+def record_heartbeat(node_id: str, slots: list[dict[str, Any]]) -> list[int]:
+    """Renew the node's live leases; returns the attempt ids it must abandon."""
+    node = get_node(node_id)
+    now = utc_now()
+    node.last_heartbeat_at = now
+    node.state = NodeState.ONLINE
+    lease_s = current_app.config["RONRENDER_LEASE_DURATION_S"]
+    abandon = []
+    for slot in slots:
+        attempt = db.session.get(Attempt, slot["attempt_id"])
+        if (
+            attempt is None
+            or attempt.node_id != node.id
+            or not secrets.compare_digest(attempt.lease_token, slot["lease_token"])
+            or attempt.outcome != AttemptOutcome.OPEN
+            or attempt.frame.current_attempt_id != attempt.id
+        ):
+            abandon.append(slot["attempt_id"])
+            continue
+        attempt.progress = max(0.0, min(1.0, float(slot["progress"])))
+        attempt.progress_detail = str(slot.get("detail", ""))[:128]
+        attempt.lease_expires_at = now + timedelta(seconds=lease_s)
+        if attempt.frame.state == FrameState.ASSIGNED:
+            transition_frame(attempt.frame_id, FrameState.RENDERING, expect=[FrameState.ASSIGNED])
+    db.session.commit()
+    return abandon

@@ -1,0 +1,89 @@
+"""A job's own state changes: accepted, locked, completed or cancelled.
+
+Each change is a guarded UPDATE, so a job completes or is cancelled exactly once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import exists, func, select, update
+
+from backend import queues
+from backend.errors import InvalidJobState
+from backend.extensions import db
+from backend.models import Attempt, Frame, Job, utc_now
+from backend.services.job_split import get_job
+from shared.states import FINAL_FRAME_STATES, AttemptOutcome, FrameState, JobState
+
+
+def transition_job(job_id: str, from_states: set[JobState], to_state: JobState, **values: Any) -> bool:
+    result = db.session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_(from_states))
+        .values(state=to_state, **values)
+        .execution_options(synchronize_session=False)
+    )
+    moved = result.rowcount == 1
+    if moved:
+        job = db.session.get(Job, job_id)
+        if job is not None:
+            db.session.refresh(job)
+    return moved
+
+
+def accept_job(job_id: str) -> Job:
+    """The artist accepts the estimate: lock the escrow before any frame goes out."""
+    job = get_job(job_id)
+    if not transition_job(job_id, {JobState.AWAITING_ACCEPTANCE}, JobState.LOCKING):
+        raise InvalidJobState(f"job {job_id} is {job.state}, not awaiting acceptance")
+    db.session.commit()
+    queues.enqueue_escrow_lock(job_id)
+    return job
+
+
+def cancel_job(job_id: str) -> Job:
+    """Stop a job: unfinished frames are cancelled, open leases end, the rest is refunded."""
+    job = get_job(job_id)
+    cancellable = {JobState.AWAITING_ACCEPTANCE, JobState.LOCKING, JobState.RENDERING}
+    was_locked = job.state == JobState.RENDERING
+    if not transition_job(job_id, cancellable, JobState.CANCELLED, finished_at=utc_now()):
+        raise InvalidJobState(f"job {job_id} is {job.state} and cannot be cancelled")
+    unfinished = [s for s in FrameState if s not in FINAL_FRAME_STATES]
+    db.session.execute(
+        update(Frame)
+        .where(Frame.job_id == job_id, Frame.state.in_(unfinished))
+        .values(state=FrameState.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+    frame_ids = select(Frame.id).where(Frame.job_id == job_id)
+    db.session.execute(
+        update(Attempt)
+        .where(Attempt.frame_id.in_(frame_ids), Attempt.outcome == AttemptOutcome.OPEN)
+        .values(outcome=AttemptOutcome.CANCELLED, ended_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if was_locked:
+        queues.enqueue_job_settlement(job_id)
+    return job
+
+
+def finish_job_if_done(job_id: str) -> None:
+    """Complete a rendering job once every frame is verified or failed, then settle it."""
+    unfinished = exists().where(Frame.job_id == job_id, Frame.state.not_in(FINAL_FRAME_STATES))
+    if db.session.scalar(select(unfinished)):
+        return
+    if transition_job(job_id, {JobState.RENDERING}, JobState.COMPLETED, finished_at=utc_now()):
+        db.session.commit()
+        queues.enqueue_job_settlement(job_id)
+
+
+def frame_counts(job_id: str) -> dict[str, int]:
+    rows = db.session.execute(
+        select(Frame.state, func.count()).where(Frame.job_id == job_id).group_by(Frame.state)
+    ).all()
+    counts: Counter[str] = Counter({state.value: 0 for state in FrameState})
+    counts.update({str(state): count for state, count in rows})
+    return dict(counts)

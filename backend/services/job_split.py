@@ -1,0 +1,123 @@
+"""Turning an analysed scene file and an artist's request into a job and one
+frame per frame number (the seed's "mini-jobs"), all in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import insert
+
+from backend.errors import (
+    FrameRangeOutsideScene,
+    MissingExternalFiles,
+    NotFound,
+    RonRenderError,
+    SceneInvalid,
+    SceneNotReady,
+)
+from backend.extensions import db
+from backend.models import Frame, Job, SceneFile
+from backend.services.estimate import estimate_job
+from shared.states import FrameState, JobState, OutputFormat, SceneState
+
+MAX_FRAMES_PER_JOB = 1_000_000
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What the artist asked for; None means "as the scene says"."""
+
+    scene_sha256: str
+    frame_start: int | None = None
+    frame_end: int | None = None
+    frame_step: int | None = None
+    engine: str | None = None
+    samples: int | None = None
+    resolution_percentage: int | None = None
+    output_format: str | None = None
+    required_device: str | None = None
+    required_memory_bytes: int = 0
+
+
+def _blender_version_number(version: str) -> int:
+    major, minor = version.split(".")[:2]
+    return int(major) * 100 + int(minor)
+
+
+def create_job(request: JobRequest) -> Job:
+    """Validate the request against the scene, then create the job and its frames."""
+    scene = db.session.get(SceneFile, request.scene_sha256)
+    if scene is None:
+        raise NotFound(f"no scene file {request.scene_sha256}")
+    if scene.state == SceneState.ANALYZING:
+        raise SceneNotReady("the scene file is still being analysed; try again shortly")
+    if scene.state == SceneState.INVALID:
+        raise SceneInvalid(scene.error or "the scene file is not usable")
+    info = scene.analysis or {}
+    if info["missing_files"]:
+        names = ", ".join(f"{m['kind']} {m['path']}" for m in info["missing_files"])
+        raise MissingExternalFiles(
+            f"the scene uses files that are not packed: {names}; pack them before submitting",
+            missing_files=info["missing_files"],
+        )
+    if not info["has_camera"]:
+        raise SceneInvalid("the scene has no active camera")
+    start = info["frame_start"] if request.frame_start is None else request.frame_start
+    end = info["frame_end"] if request.frame_end is None else request.frame_end
+    step = request.frame_step or info["frame_step"]
+    if start > end:
+        raise FrameRangeOutsideScene(f"frame range {start}-{end} is empty")
+    if start < info["frame_start"] or end > info["frame_end"]:
+        raise FrameRangeOutsideScene(
+            f"frame range {start}-{end} is outside the scene's range "
+            f"{info['frame_start']}-{info['frame_end']}",
+            scene_frame_start=info["frame_start"],
+            scene_frame_end=info["frame_end"],
+        )
+    numbers = range(start, end + 1, step)
+    if len(numbers) > MAX_FRAMES_PER_JOB:
+        raise RonRenderError(f"a job may have at most {MAX_FRAMES_PER_JOB} frames")
+    output_format = request.output_format or info["output_format"]
+    if output_format not in set(OutputFormat):
+        output_format = OutputFormat.PNG
+    samples = request.samples if request.samples is not None else info["samples"]
+    percentage = request.resolution_percentage or info["resolution_percentage"]
+    job = Job(
+        scene_sha256=scene.sha256,
+        state=JobState.AWAITING_ACCEPTANCE,
+        frame_start=start,
+        frame_end=end,
+        frame_step=step,
+        output_format=output_format,
+        engine=request.engine or info["engine"],
+        samples=samples,
+        resolution_x=info["resolution_x"],
+        resolution_y=info["resolution_y"],
+        resolution_percentage=percentage,
+        required_device=request.required_device or info["device"],
+        required_memory_bytes=request.required_memory_bytes,
+        min_blender_version=_blender_version_number(info["saved_with_blender"]),
+        frames_total=len(numbers),
+        price_per_frame_wei=0,
+        fee_bps=0,
+        estimate_wei=0,
+    )
+    estimate = estimate_job(job.output_width, job.output_height, samples, len(numbers))
+    job.price_per_frame_wei = estimate.price_per_frame_wei
+    job.fee_bps = estimate.fee_bps
+    job.estimate_wei = estimate.total_wei
+    db.session.add(job)
+    db.session.flush()
+    db.session.execute(
+        insert(Frame),
+        [{"job_id": job.id, "number": n, "state": FrameState.PENDING, "failures": 0} for n in numbers],
+    )
+    db.session.commit()
+    return job
+
+
+def get_job(job_id: str) -> Job:
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job

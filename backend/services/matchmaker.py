@@ -1,0 +1,122 @@
+"""Registering nodes and handing each asking node the best frame it can render.
+
+A claim picks a few candidate frames and takes the first one whose guarded
+transition PENDING -> ASSIGNED succeeds; on PostgreSQL the candidates are
+locked with SKIP LOCKED so racing claims do not even contend.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, false, or_, select
+
+from backend import defaults
+from backend.errors import NotFound
+from backend.extensions import db
+from backend.models import Attempt, Frame, Job, Node, utc_now
+from backend.services.frame_transitions import transition_frame
+from shared.states import DeviceType, FrameState, JobState, NodeState
+
+
+@dataclass(frozen=True)
+class Claim:
+    attempt: Attempt
+    frame: Frame
+    job: Job
+
+
+def blender_version_number(version: str) -> int:
+    """"4.5.15 LTS" -> 405."""
+    major, minor = version.split(" ")[0].split(".")[:2]
+    return int(major) * 100 + int(minor)
+
+
+def register_node(
+    *,
+    name: str,
+    cpu_cores: int,
+    memory_bytes: int,
+    blender_version: str,
+    gpus: list[dict[str, Any]],
+    payout_address: str | None,
+) -> Node:
+    node = Node(
+        name=name,
+        cpu_cores=cpu_cores,
+        memory_bytes=memory_bytes,
+        blender_version=blender_version,
+        blender_version_number=blender_version_number(blender_version),
+        gpus=gpus,
+        max_gpu_memory_bytes=max((int(g.get("memory_bytes") or 0) for g in gpus), default=0),
+        payout_address=payout_address,
+        state=NodeState.ONLINE,
+    )
+    db.session.add(node)
+    db.session.commit()
+    return node
+
+
+def get_node(node_id: str) -> Node:
+    node = db.session.get(Node, node_id)
+    if node is None:
+        raise NotFound(f"no node {node_id}")
+    return node
+
+
+def _fits(node: Node) -> Any:
+    """SQL condition: the job's requirements are met by this node."""
+    on_cpu = and_(
+        Job.required_device.in_([DeviceType.ANY, DeviceType.CPU]),
+        Job.required_memory_bytes <= node.memory_bytes,
+    )
+    on_gpu = (
+        and_(
+            Job.required_device.in_([DeviceType.ANY, DeviceType.GPU]),
+            Job.required_memory_bytes <= node.max_gpu_memory_bytes,
+        )
+        if node.gpus
+        else false()
+    )
+    return and_(or_(on_cpu, on_gpu), Job.min_blender_version <= node.blender_version_number)
+
+
+def claim_frame(node_id: str) -> Claim | None:
+    """Give the node one frame under a new lease, or None when nothing fits."""
+    node = get_node(node_id)
+    now = utc_now()
+    node.last_heartbeat_at = now
+    node.state = NodeState.ONLINE
+    candidates = (
+        select(Frame.id)
+        .join(Job, Job.id == Frame.job_id)
+        .where(Frame.state == FrameState.PENDING, Job.state == JobState.RENDERING, _fits(node))
+        .order_by(Job.created_at, Frame.failures.desc(), Frame.number)
+        .limit(defaults.CLAIM_CANDIDATES)
+    )
+    if db.engine.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=Frame)
+    for frame_id in db.session.scalars(candidates).all():
+        if not transition_frame(frame_id, FrameState.ASSIGNED, expect=[FrameState.PENDING]):
+            continue
+        lease_s = current_app.config["RONRENDER_LEASE_DURATION_S"]
+        attempt = Attempt(
+            frame_id=frame_id,
+            node_id=node.id,
+            lease_token=secrets.token_hex(32),
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+        )
+        db.session.add(attempt)
+        db.session.flush()
+        frame = db.session.get(Frame, frame_id)
+        assert frame is not None
+        frame.current_attempt_id = attempt.id
+        db.session.commit()
+        return Claim(attempt=attempt, frame=frame, job=frame.job)
+    db.session.commit()
+    return None

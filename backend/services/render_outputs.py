@@ -1,0 +1,85 @@
+"""What a node sends back under its lease: a render output, a failure, or the
+frame handed back. Only a live lease counts."""
+
+from __future__ import annotations
+
+import secrets
+from typing import BinaryIO
+
+from flask import current_app
+
+from backend import queues
+from backend.errors import LeaseNotHeld, NotFound
+from backend.extensions import db
+from backend.models import Attempt, utc_now
+from backend.services import job_lifecycle
+from backend.services.frame_transitions import requeue_or_fail, transition_frame
+from backend.services.scene_intake import storage
+from shared.states import AttemptOutcome, FrameState
+
+LIVE_FRAME_STATES = (FrameState.ASSIGNED, FrameState.RENDERING)
+
+
+def live_attempt(attempt_id: int, lease_token: str) -> Attempt:
+    """The attempt, if its lease is still held by the bearer of ``lease_token``."""
+    attempt = db.session.get(Attempt, attempt_id)
+    if attempt is None:
+        raise NotFound(f"no attempt {attempt_id}")
+    if not secrets.compare_digest(attempt.lease_token, lease_token or ""):
+        raise LeaseNotHeld("the lease token does not match this attempt")
+    frame = attempt.frame
+    if (
+        attempt.outcome != AttemptOutcome.OPEN
+        or frame.current_attempt_id != attempt.id
+        or frame.state not in LIVE_FRAME_STATES
+    ):
+        raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
+    if attempt.lease_expires_at < utc_now():
+        raise LeaseNotHeld(f"the lease of attempt {attempt_id} has expired")
+    return attempt
+
+
+def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Attempt:
+    """Store a render output under a live lease and queue its verification."""
+    live_attempt(attempt_id, lease_token)
+    stored = storage().save_stream(stream, current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"])
+    try:
+        attempt = live_attempt(attempt_id, lease_token)
+        moved = transition_frame(attempt.frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES)
+        if not moved:
+            raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
+    except Exception:
+        db.session.rollback()
+        if stored.newly_stored:
+            storage().delete(stored.sha256)
+        raise
+    attempt.outcome = AttemptOutcome.UPLOADED
+    attempt.output_sha256 = stored.sha256
+    attempt.progress = 1.0
+    attempt.ended_at = utc_now()
+    db.session.commit()
+    queues.enqueue_verification(attempt.id)
+    return attempt
+
+
+def report_failure(attempt_id: int, lease_token: str, reason: str, log_tail: str) -> Attempt:
+    """The node could not render the frame: record why and let another node try."""
+    attempt = live_attempt(attempt_id, lease_token)
+    attempt.outcome = AttemptOutcome.FAILED
+    attempt.reason = reason[:2000]
+    attempt.log_tail = log_tail[-8000:]
+    attempt.ended_at = utc_now()
+    requeue_or_fail(attempt.frame, counts_as_failure=True, reason=f"RENDER_FAILED: {reason}")
+    db.session.commit()
+    job_lifecycle.finish_job_if_done(attempt.frame.job_id)
+    return attempt
+
+
+def release_attempt(attempt_id: int, lease_token: str) -> Attempt:
+    """The node hands its frame back (it is stopping); no failure is counted."""
+    attempt = live_attempt(attempt_id, lease_token)
+    attempt.outcome = AttemptOutcome.RELEASED
+    attempt.ended_at = utc_now()
+    requeue_or_fail(attempt.frame, counts_as_failure=False, reason=None)
+    db.session.commit()
+    return attempt

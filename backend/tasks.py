@@ -1,0 +1,49 @@
+"""RQ task entry points: plain ids in, one service call, nothing else."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+from flask import Flask, has_app_context
+
+_worker_app: Flask | None = None
+
+
+def _app_context() -> AbstractContextManager[object]:
+    """The caller's app context in tests, else one app built once per worker from the environment."""
+    global _worker_app
+    if has_app_context():
+        return nullcontext()
+    if _worker_app is None:
+        from backend import create_app
+
+        _worker_app = create_app()
+    return _worker_app.app_context()
+
+
+def analyze_scene(sha256: str) -> None:
+    from backend.services import scene_analysis
+
+    with _app_context():
+        scene_analysis.analyze_scene(sha256)
+
+
+def verify_attempt(attempt_id: int) -> None:
+    from backend.services import verification
+
+    with _app_context():
+        verification.verify_attempt(attempt_id)
+
+
+def lock_job_escrow(job_id: str) -> None:
+    from backend.services import payments
+
+    with _app_context():
+        payments.lock_job(job_id)
+
+
+def settle_job_escrow(job_id: str) -> None:
+    from backend.services import payments
+
+    with _app_context():
+        payments.settle_job(job_id)

@@ -1,0 +1,149 @@
+"""The HTTP protocol between the backend, nodes and artists' clients.
+
+Paths, header names and the small dataclasses each side builds from JSON.
+The backend's schemas (``backend.api.schemas``) are the authority on shapes;
+these mirror what clients read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+API_PREFIX = "/api/v1"
+DEFAULT_BACKEND_URL = "http://127.0.0.1:8000"
+BACKEND_URL_ENV = "RONRENDER_URL"
+
+LEASE_TOKEN_HEADER = "X-Lease-Token"
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+def scene_upload_path() -> str:
+    return f"{API_PREFIX}/scenes"
+
+
+def scene_path(sha256: str) -> str:
+    return f"{API_PREFIX}/scenes/{sha256}"
+
+
+def scene_file_path(sha256: str) -> str:
+    return f"{API_PREFIX}/scenes/{sha256}/file"
+
+
+def jobs_path() -> str:
+    return f"{API_PREFIX}/jobs"
+
+
+def job_path(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}"
+
+
+def job_frames_path(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}/frames"
+
+
+def frame_output_path(job_id: str, frame_number: int) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}/frames/{frame_number}/output"
+
+
+def job_zip_path(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}/output.zip"
+
+
+def nodes_path() -> str:
+    return f"{API_PREFIX}/nodes"
+
+
+def node_heartbeat_path(node_id: str) -> str:
+    return f"{API_PREFIX}/nodes/{node_id}/heartbeat"
+
+
+def node_claim_path(node_id: str) -> str:
+    return f"{API_PREFIX}/nodes/{node_id}/claim"
+
+
+def attempt_output_path(attempt_id: int) -> str:
+    return f"{API_PREFIX}/attempts/{attempt_id}/output"
+
+
+def attempt_failure_path(attempt_id: int) -> str:
+    return f"{API_PREFIX}/attempts/{attempt_id}/failure"
+
+
+def attempt_release_path(attempt_id: int) -> str:
+    return f"{API_PREFIX}/attempts/{attempt_id}/release"
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What the render child applies on top of the scene file before rendering."""
+
+    output_format: str
+    engine: str
+    samples: int | None
+    resolution_percentage: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class FrameAssignment:
+    """A claim's answer: one frame under one lease."""
+
+    attempt_id: int
+    lease_token: str
+    job_id: str
+    frame_number: int
+    scene_sha256: str
+    scene_size_bytes: int
+    settings: RenderSettings
+    time_limit_s: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FrameAssignment:
+        return cls(
+            attempt_id=data["attempt_id"],
+            lease_token=data["lease_token"],
+            job_id=data["job_id"],
+            frame_number=data["frame_number"],
+            scene_sha256=data["scene_sha256"],
+            scene_size_bytes=data["scene_size_bytes"],
+            settings=RenderSettings(**data["settings"]),
+            time_limit_s=data["time_limit_s"],
+        )
+
+
+@dataclass
+class SlotProgress:
+    """One slot's progress as carried by a heartbeat."""
+
+    attempt_id: int
+    lease_token: str
+    progress: float
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt_id": self.attempt_id,
+            "lease_token": self.lease_token,
+            "progress": self.progress,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class NodeHardware:
+    """What a node offers, as registered with the backend."""
+
+    cpu_cores: int
+    memory_bytes: int
+    blender_version: str
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cpu_cores": self.cpu_cores,
+            "memory_bytes": self.memory_bytes,
+            "blender_version": self.blender_version,
+            "gpus": self.gpus,
+        }

@@ -1,0 +1,131 @@
+"""The lifecycle states of scene files, jobs, frames, attempts, nodes and payments.
+
+Each state enum is a ``StrEnum`` so it travels as plain text in JSON and in the
+database. Frame transitions are listed here, in one place; the backend guards
+them in the database (see ``backend.services.frame_transitions``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SceneState(StrEnum):
+    """An uploaded scene file: being opened by Blender, usable, or rejected."""
+
+    ANALYZING = "ANALYZING"
+    READY = "READY"
+    INVALID = "INVALID"
+
+
+class JobState(StrEnum):
+    """A job: estimated, waiting for its lock, rendering, then a final state."""
+
+    AWAITING_ACCEPTANCE = "AWAITING_ACCEPTANCE"
+    LOCKING = "LOCKING"
+    LOCK_FAILED = "LOCK_FAILED"
+    RENDERING = "RENDERING"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_JOB_STATES = frozenset({JobState.LOCK_FAILED, JobState.COMPLETED, JobState.CANCELLED})
+
+
+class FrameState(StrEnum):
+    """One frame of a job, the unit of work, verification and payment.
+
+    A rejected render output sends the frame back to PENDING (the attempt keeps
+    the REJECTED outcome); after too many failed attempts the frame is FAILED.
+    """
+
+    PENDING = "PENDING"
+    ASSIGNED = "ASSIGNED"
+    RENDERING = "RENDERING"
+    UPLOADED = "UPLOADED"
+    VERIFIED = "VERIFIED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_FRAME_STATES = frozenset({FrameState.VERIFIED, FrameState.FAILED, FrameState.CANCELLED})
+
+FRAME_TRANSITIONS: dict[FrameState, frozenset[FrameState]] = {
+    FrameState.PENDING: frozenset({FrameState.ASSIGNED, FrameState.CANCELLED}),
+    FrameState.ASSIGNED: frozenset(
+        {
+            FrameState.RENDERING,
+            FrameState.UPLOADED,
+            FrameState.PENDING,
+            FrameState.FAILED,
+            FrameState.CANCELLED,
+        }
+    ),
+    FrameState.RENDERING: frozenset(
+        {FrameState.UPLOADED, FrameState.PENDING, FrameState.FAILED, FrameState.CANCELLED}
+    ),
+    FrameState.UPLOADED: frozenset(
+        {FrameState.VERIFIED, FrameState.PENDING, FrameState.FAILED, FrameState.CANCELLED}
+    ),
+    FrameState.VERIFIED: frozenset(),
+    FrameState.FAILED: frozenset(),
+    FrameState.CANCELLED: frozenset(),
+}
+
+
+def states_leading_to(target: FrameState) -> frozenset[FrameState]:
+    """Every frame state from which ``target`` may be entered."""
+    return frozenset(state for state, nexts in FRAME_TRANSITIONS.items() if target in nexts)
+
+
+class AttemptOutcome(StrEnum):
+    """What became of one lease: still open, or how it ended."""
+
+    OPEN = "OPEN"
+    UPLOADED = "UPLOADED"
+    VERIFIED = "VERIFIED"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+class NodeState(StrEnum):
+    """A node as the backend sees it."""
+
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+
+
+class PaymentKind(StrEnum):
+    """A movement of escrowed RON, recorded before it is sent."""
+
+    LOCK = "LOCK"
+    RELEASE = "RELEASE"
+    FEE = "FEE"
+    REFUND = "REFUND"
+
+
+class DeviceType(StrEnum):
+    """What a slot renders on; ANY as a requirement means either."""
+
+    CPU = "CPU"
+    GPU = "GPU"
+    ANY = "ANY"
+
+
+class OutputFormat(StrEnum):
+    """Render output formats, named as Blender names them."""
+
+    PNG = "PNG"
+    OPEN_EXR = "OPEN_EXR"
+
+
+class RenderEngine(StrEnum):
+    """Render engines a job may ask for, named as Blender names them."""
+
+    CYCLES = "CYCLES"
+    BLENDER_EEVEE = "BLENDER_EEVEE"
+    BLENDER_EEVEE_NEXT = "BLENDER_EEVEE_NEXT"
+    BLENDER_WORKBENCH = "BLENDER_WORKBENCH"

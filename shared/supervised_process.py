@@ -1,0 +1,110 @@
+"""Running a child process under supervision: own process group, time limits,
+TERM then KILL, every output line handed to a callback.
+
+Used for every Blender child (scene analysis in the backend, renders on nodes),
+so neither side blocks on a hung or crashed Blender.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+LOG_TAIL_LINES = 40
+TERMINATE_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How a supervised child ended."""
+
+    exit_code: int | None
+    stopped_because: str | None  # "max_time", "no_output", "cancelled" or None
+    log_tail: str
+    wall_s: float
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and self.stopped_because is None
+
+
+def run_supervised(
+    argv: Sequence[str],
+    *,
+    on_line: Callable[[str], None] | None = None,
+    max_time_s: float = 3600.0,
+    no_output_timeout_s: float | None = None,
+    cancel: threading.Event | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> ProcessResult:
+    """Run ``argv`` to completion or until a limit or ``cancel`` stops it."""
+    started = time.monotonic()
+    tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+    last_output = [started]
+    process = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            last_output[0] = time.monotonic()
+            tail.append(line.rstrip("\n"))
+            if on_line is not None:
+                on_line(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    stopped_because: str | None = None
+    while process.poll() is None:
+        now = time.monotonic()
+        if now - started > max_time_s:
+            stopped_because = "max_time"
+        elif no_output_timeout_s is not None and now - last_output[0] > no_output_timeout_s:
+            stopped_because = "no_output"
+        elif cancel is not None and cancel.is_set():
+            stopped_because = "cancelled"
+        if stopped_because:
+            _stop_group(process)
+            break
+        time.sleep(0.05)
+    process.wait()
+    reader.join(timeout=2.0)
+    return ProcessResult(
+        exit_code=process.returncode,
+        stopped_because=stopped_because,
+        log_tail="\n".join(tail),
+        wall_s=time.monotonic() - started,
+    )
+
+
+def _stop_group(process: subprocess.Popen[str]) -> None:
+    """TERM the child's whole process group, then KILL what is left."""
+    for sig, grace in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        if grace is None:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
