@@ -45,7 +45,13 @@ class ApiErrorsAsClickErrors(click.Group):
 
 
 @click.group(cls=ApiErrorsAsClickErrors)
-@click.option("--url", envvar=BACKEND_URL_ENV, default=DEFAULT_BACKEND_URL, show_default=True, help=f"Backend URL (or ${BACKEND_URL_ENV}).")
+@click.option(
+    "--url",
+    envvar=BACKEND_URL_ENV,
+    default=DEFAULT_BACKEND_URL,
+    show_default=True,
+    help=f"Backend URL (or ${BACKEND_URL_ENV}).",
+)
 @click.pass_context
 def main(ctx: click.Context, url: str) -> None:
     """RonRender: render Blender scenes on a farm paid in RON."""
@@ -118,7 +124,9 @@ def _follow(client: ArtistClient, job: dict[str, Any]) -> dict[str, Any]:
         def on_update(current: dict[str, Any]) -> None:
             counts = current["frame_counts"]
             done = counts["VERIFIED"] + counts["FAILED"]
-            bar.set_postfix_str(f"{current['state'].lower()}, rendering {counts['RENDERING'] + counts['ASSIGNED']}")
+            bar.set_postfix_str(
+                f"{current['state'].lower()}, rendering {counts['RENDERING'] + counts['ASSIGNED']}"
+            )
             bar.update(done - bar.n)
 
         return client.wait_for_job(job["id"], on_update)
@@ -129,7 +137,9 @@ def _report(job: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(job, indent=2))
     else:
-        click.echo(f"job {job['id']} {job['state']}: {counts['VERIFIED']}/{job['frames_total']} frames verified")
+        click.echo(
+            f"job {job['id']} {job['state']}: {counts['VERIFIED']}/{job['frames_total']} frames verified"
+        )
     if job["state"] == JobState.LOCK_FAILED:
         raise click.ClickException(f"the escrow lock failed: {job['lock_error']}")
     if job["state"] != JobState.COMPLETED or counts["FAILED"]:
@@ -149,7 +159,10 @@ def status(client: ArtistClient, job_id: str, as_json: bool) -> None:
         return
     counts = ", ".join(f"{state.lower()} {n}" for state, n in job["frame_counts"].items() if n)
     click.echo(f"job {job['id']} {job['state']}: {counts}")
-    click.echo(f"estimate {format_ron(job['estimate_wei'])}; " + ", ".join(f"{k[:-4]} {format_ron(v)}" for k, v in job["money"].items()))
+    click.echo(
+        f"estimate {format_ron(job['estimate_wei'])}; "
+        + ", ".join(f"{k[:-4]} {format_ron(v)}" for k, v in job["money"].items())
+    )
     for frame in frames:
         line = f"  frame {frame['number']:>5} {frame['state']:<10} node {frame['node_id'] or '-'}"
         if frame["last_rejection"]:

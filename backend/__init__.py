@@ -8,7 +8,7 @@ from typing import Any
 
 from apiflask import APIFlask
 
-from backend.config import config_from_env
+from backend.config import config_from_env, engine_options
 from backend.extensions import db, migrate
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
@@ -19,7 +19,10 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     app = APIFlask(__name__, title="RonRender API", version="1")
     app.config.update(config_from_env())
     app.config.update(config or {})
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **engine_options(app.config["SQLALCHEMY_DATABASE_URI"]),
+        **(config or {}).get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+    }
     Path(app.config["RONRENDER_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     Path(app.config["RONRENDER_STORAGE_DIR"]).mkdir(parents=True, exist_ok=True)
 

@@ -17,7 +17,6 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "RONRENDER_DATA_DIR": str(data_dir),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url),
         "RONRENDER_REDIS_URL": env.get("RONRENDER_REDIS_URL", defaults.DEFAULT_REDIS_URL),
         "RONRENDER_STORAGE_DIR": env.get("RONRENDER_STORAGE_DIR", str(data_dir / "storage")),
         "RONRENDER_QUEUE_PREFIX": env.get("RONRENDER_QUEUE_PREFIX", "ronrender"),
@@ -27,9 +26,7 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RONRENDER_MAX_RENDER_OUTPUT_BYTES": int(
             env.get("RONRENDER_MAX_RENDER_OUTPUT_BYTES", defaults.MAX_RENDER_OUTPUT_BYTES)
         ),
-        "RONRENDER_LEASE_DURATION_S": int(
-            env.get("RONRENDER_LEASE_DURATION_S", defaults.LEASE_DURATION_S)
-        ),
+        "RONRENDER_LEASE_DURATION_S": int(env.get("RONRENDER_LEASE_DURATION_S", defaults.LEASE_DURATION_S)),
         "RONRENDER_MAX_FRAME_FAILURES": int(
             env.get("RONRENDER_MAX_FRAME_FAILURES", defaults.MAX_FRAME_FAILURES)
         ),

@@ -189,9 +189,7 @@ class Attempt(db.Model):
     frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id"), index=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
     lease_token: Mapped[str] = mapped_column(String(64), unique=True)
-    outcome: Mapped[AttemptOutcome] = mapped_column(
-        _enum(AttemptOutcome), default=AttemptOutcome.OPEN
-    )
+    outcome: Mapped[AttemptOutcome] = mapped_column(_enum(AttemptOutcome), default=AttemptOutcome.OPEN)
     progress: Mapped[float] = mapped_column(default=0.0)
     progress_detail: Mapped[str] = mapped_column(String(128), default="")
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

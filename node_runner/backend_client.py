@@ -8,8 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set
-from tenacity import wait_exponential_jitter
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
 
 from node_runner import defaults
 from shared import protocol
@@ -20,7 +25,9 @@ T = TypeVar("T")
 
 
 class BackendClient:
-    def __init__(self, base_url: str, stop: threading.Event, retry_window_s: float = defaults.BACKEND_RETRY_WINDOW_S) -> None:
+    def __init__(
+        self, base_url: str, stop: threading.Event, retry_window_s: float = defaults.BACKEND_RETRY_WINDOW_S
+    ) -> None:
         self.api = ApiClient(base_url)
         self.stop = stop
         self.retry_window_s = retry_window_s
@@ -58,18 +65,27 @@ class BackendClient:
         self._retrying(fetch)
 
     def upload_output(self, assignment: FrameAssignment, path: Path) -> None:
-        headers = {protocol.LEASE_TOKEN_HEADER: assignment.lease_token, "Content-Type": "application/octet-stream"}
+        headers = {
+            protocol.LEASE_TOKEN_HEADER: assignment.lease_token,
+            "Content-Type": "application/octet-stream",
+        }
 
         def send() -> Any:
             with open(path, "rb") as handle:
-                return self.api.request("PUT", protocol.attempt_output_path(assignment.attempt_id), data=handle, headers=headers)
+                return self.api.request(
+                    "PUT", protocol.attempt_output_path(assignment.attempt_id), data=handle, headers=headers
+                )
 
         self._retrying(send)
 
     def report_failure(self, assignment: FrameAssignment, reason: str, log_tail: str) -> None:
         headers = {protocol.LEASE_TOKEN_HEADER: assignment.lease_token}
         body = {"reason": reason, "log_tail": log_tail}
-        self._retrying(lambda: self.api.request("POST", protocol.attempt_failure_path(assignment.attempt_id), json=body, headers=headers))
+        self._retrying(
+            lambda: self.api.request(
+                "POST", protocol.attempt_failure_path(assignment.attempt_id), json=body, headers=headers
+            )
+        )
 
     def release(self, assignment: FrameAssignment) -> None:
         """Hand a frame back; one try only, since the node is on its way out."""

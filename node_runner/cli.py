@@ -22,13 +22,24 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--backend", "backend_url", envvar=BACKEND_URL_ENV, default=DEFAULT_BACKEND_URL, show_default=True)
+@click.option(
+    "--backend", "backend_url", envvar=BACKEND_URL_ENV, default=DEFAULT_BACKEND_URL, show_default=True
+)
 @click.option("--name", default=socket.gethostname(), show_default=True, help="Name shown to the backend.")
-@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=defaults.DEFAULT_WORK_DIR, show_default=True)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=defaults.DEFAULT_WORK_DIR,
+    show_default=True,
+)
 @click.option("--payout-address", default=None, help="0x address that receives RON for verified frames.")
-@click.option("--blender-python", default=sys.executable, show_default=True, help="Python with the bpy module.")
+@click.option(
+    "--blender-python", default=sys.executable, show_default=True, help="Python with the bpy module."
+)
 @click.option("--threads", default=0, show_default=True, help="Render threads (0 = all cores).")
-@click.option("--heartbeat-interval", "heartbeat_interval_s", default=defaults.HEARTBEAT_INTERVAL_S, show_default=True)
+@click.option(
+    "--heartbeat-interval", "heartbeat_interval_s", default=defaults.HEARTBEAT_INTERVAL_S, show_default=True
+)
 def run(
     backend_url: str,
     name: str,

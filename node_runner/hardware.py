@@ -30,7 +30,9 @@ def detect_hardware(blender_python: str) -> NodeHardware:
         if line.startswith(PROBE_PREFIX):
             found.append(json.loads(line[len(PROBE_PREFIX) :]))
 
-    result = run_supervised([blender_python, str(PROBE_SCRIPT)], on_line=on_line, max_time_s=PROBE_TIME_LIMIT_S)
+    result = run_supervised(
+        [blender_python, str(PROBE_SCRIPT)], on_line=on_line, max_time_s=PROBE_TIME_LIMIT_S
+    )
     if not found:
         raise ProbeFailed(f"Blender could not be started to probe devices:\n{result.log_tail}")
     probe = found[0]

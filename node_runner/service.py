@@ -54,7 +54,9 @@ class NodeService:
     def run(self) -> None:
         hardware = detect_hardware(self.config.blender_python)
         self.node_id = self.client.register(self.config.name, hardware, self.config.payout_address)
-        log.info("node %s registered as %s (Blender %s)", self.config.name, self.node_id, hardware.blender_version)
+        log.info(
+            "node %s registered as %s (Blender %s)", self.config.name, self.node_id, hardware.blender_version
+        )
         heartbeat = Heartbeat(self.client, self.node_id, self.config.heartbeat_interval_s, self.stop)
         heartbeat.start()
         try:

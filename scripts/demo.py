@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_farm import VENV_BIN, LocalFarm  # noqa: E402
+from local_farm import VENV_BIN, LocalFarm
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = ROOT / "demo-output"
@@ -40,10 +40,14 @@ def main() -> int:
         stdout=subprocess.DEVNULL,
     )
     started = time.monotonic()
-    with LocalFarm(DATA_DIR, port=free_port(), nodes=2, node_threads=1, queue_prefix=f"ronrender-demo-{time.time_ns()}") as farm:
+    with LocalFarm(
+        DATA_DIR, port=free_port(), nodes=2, node_threads=1, queue_prefix=f"ronrender-demo-{time.time_ns()}"
+    ) as farm:
         print(f"local farm up at {farm.url}: backend, 2 RQ workers, 2 nodes (logs in {farm.log_dir})")
         ronrender = [str(VENV_BIN / "ronrender"), "--url", farm.url]
-        submitted = subprocess.run([*ronrender, "submit", str(scene), "--yes", "--json"], stdout=subprocess.PIPE, text=True)
+        submitted = subprocess.run(
+            [*ronrender, "submit", str(scene), "--yes", "--json"], stdout=subprocess.PIPE, text=True
+        )
         if submitted.returncode != 0:
             print("the demo job did not complete", file=sys.stderr)
             return 1

@@ -140,7 +140,7 @@ class LocalFarm:
 
     def stop(self) -> None:
         """TERM nodes first (they hand their frames back), then workers and the backend."""
-        for name, process in reversed(list(self.processes.items())):
+        for process in reversed(list(self.processes.values())):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
@@ -169,7 +169,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     with LocalFarm(args.data_dir, port=args.port, nodes=args.nodes) as farm:
         print(f"RonRender farm at {farm.url} with {args.nodes} nodes; logs in {farm.log_dir}")
-        print(f"Submit from another terminal: RONRENDER_URL={farm.url} .venv/bin/ronrender submit SCENE.blend")
+        print(
+            f"Submit from another terminal: RONRENDER_URL={farm.url} .venv/bin/ronrender submit SCENE.blend"
+        )
         print("Ctrl-C stops everything.")
         while not stop:
             for name, process in farm.processes.items():

@@ -58,8 +58,12 @@ def build_scene(args: argparse.Namespace) -> None:
 
     bpy.ops.object.light_add(type="SUN", rotation=(0.6, 0.2, 0.8))
     bpy.context.object.data.energy = 3.0
-    bpy.ops.object.camera_add(location=(6, -6, 4.5), rotation=(1.1, 0, math.radians(45)))
-    scene.camera = bpy.context.object
+    bpy.ops.object.camera_add(location=(6, -6, 4.5))
+    camera = bpy.context.object
+    aim = camera.constraints.new("TRACK_TO")
+    aim.target = torus
+    aim.track_axis, aim.up_axis = "TRACK_NEGATIVE_Z", "UP_Y"
+    scene.camera = camera
 
 
 def main(argv: list[str]) -> int:

@@ -54,6 +54,8 @@ class ApiClient:
 def _error_from(response: requests.Response) -> ApiError:
     try:
         body = response.json()
-        return ApiError(response.status_code, body.get("message", ""), body.get("reason", ""), body.get("detail"))
+        return ApiError(
+            response.status_code, body.get("message", ""), body.get("reason", ""), body.get("detail")
+        )
     except ValueError:
         return ApiError(response.status_code, response.text[:200] or response.reason, "HTTP_ERROR")

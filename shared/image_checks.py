@@ -85,9 +85,7 @@ def check_render_output(path: str, expected: ExpectedImage) -> Verdict:
 
 def _check_size(width: int, height: int, expected: ExpectedImage) -> None:
     if width * height > expected.max_pixels:
-        raise _Rejected(
-            RejectionReason.TOO_LARGE, f"{width}x{height} exceeds {expected.max_pixels} pixels"
-        )
+        raise _Rejected(RejectionReason.TOO_LARGE, f"{width}x{height} exceeds {expected.max_pixels} pixels")
     if (width, height) != (expected.width, expected.height):
         raise _Rejected(
             RejectionReason.WRONG_RESOLUTION,

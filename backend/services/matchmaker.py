@@ -1,8 +1,8 @@
 """Registering nodes and handing each asking node the best frame it can render.
 
-A claim picks a few candidate frames and takes the first one whose guarded
-transition PENDING -> ASSIGNED succeeds; on PostgreSQL the candidates are
-locked with SKIP LOCKED so racing claims do not even contend.
+A claim takes the first candidate frame whose guarded transition
+PENDING -> ASSIGNED succeeds. On PostgreSQL the one candidate is locked with
+SKIP LOCKED, so racing claims do not even contend; SQLite serialises writers.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Claim:
 
 
 def blender_version_number(version: str) -> int:
-    """"4.5.15 LTS" -> 405."""
+    """ "4.5.15 LTS" -> 405."""
     major, minor = version.split(" ")[0].split(".")[:2]
     return int(major) * 100 + int(minor)
 
@@ -96,10 +96,12 @@ def claim_frame(node_id: str) -> Claim | None:
         .join(Job, Job.id == Frame.job_id)
         .where(Frame.state == FrameState.PENDING, Job.state == JobState.RENDERING, _fits(node))
         .order_by(Job.created_at, Frame.failures.desc(), Frame.number)
-        .limit(defaults.CLAIM_CANDIDATES)
     )
     if db.engine.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=Frame)
+        # Lock only the one frame we take; racing claims skip it and take the next.
+        candidates = candidates.limit(1).with_for_update(skip_locked=True, of=Frame)
+    else:
+        candidates = candidates.limit(defaults.CLAIM_CANDIDATES)
     for frame_id in db.session.scalars(candidates).all():
         if not transition_frame(frame_id, FrameState.ASSIGNED, expect=[FrameState.PENDING]):
             continue

@@ -19,7 +19,9 @@ from shared.states import JobState, PaymentKind
 JOB_WIDE = -1
 
 
-def _record(job_id: str, kind: PaymentKind, amount_wei: int, recipient: str | None, frame_number: int = JOB_WIDE) -> Payment | None:
+def _record(
+    job_id: str, kind: PaymentKind, amount_wei: int, recipient: str | None, frame_number: int = JOB_WIDE
+) -> Payment | None:
     """Insert the movement; None if it was already recorded."""
     payment = Payment(
         job_id=job_id, frame_number=frame_number, kind=kind, amount_wei=amount_wei, recipient=recipient
@@ -91,4 +93,3 @@ def paid_total(job_id: str, kind: PaymentKind) -> int:
 
 def money_summary(job_id: str) -> dict[str, int]:
     return {kind.value.lower() + "_wei": paid_total(job_id, kind) for kind in PaymentKind}
-

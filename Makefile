@@ -1,0 +1,38 @@
+# RonRender: `make demo` renders a sample animation end to end; `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup services demo up test lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[blender,dev]'
+	touch $(STAMP)
+
+services:
+	bash scripts/ensure_services.sh
+
+demo: setup services
+	$(BIN)/python scripts/demo.py
+
+up: setup services
+	$(BIN)/python scripts/local_farm.py
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup services lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf .ronrender demo-output bench-output .pytest_cache

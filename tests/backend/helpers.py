@@ -1,0 +1,74 @@
+"""Helpers for backend tests: upload a scene, create and accept a job, make images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+SCENES = "/api/v1/scenes"
+JOBS = "/api/v1/jobs"
+NODES = "/api/v1/nodes"
+CPU_NODE = {"name": "cpu-node", "cpu_cores": 2, "memory_bytes": 8 * 1024**3, "blender_version": "4.5.15 LTS"}
+
+
+def upload(client: Any, path: Path) -> Any:
+    with open(path, "rb") as handle:
+        return client.post(SCENES, data=handle.read(), content_type="application/octet-stream")
+
+
+def ready_scene(client: Any, run_workers: Any, path: Path) -> str:
+    response = upload(client, path)
+    assert response.status_code in (200, 201), response.json
+    run_workers()
+    scene = client.get(f"{SCENES}/{response.json['sha256']}").json
+    assert scene["state"] == "READY", scene
+    return scene["sha256"]
+
+
+def rendering_job(client: Any, run_workers: Any, path: Path, **request: Any) -> dict[str, Any]:
+    """A job whose lock is confirmed, so its frames can be claimed."""
+    sha256 = ready_scene(client, run_workers, path)
+    created = client.post(JOBS, json={"scene_sha256": sha256, **request})
+    assert created.status_code == 201, created.json
+    accepted = client.post(f"{JOBS}/{created.json['id']}/accept")
+    assert accepted.status_code == 202, accepted.json
+    run_workers()
+    job = client.get(f"{JOBS}/{created.json['id']}").json
+    assert job["state"] == "RENDERING", job
+    return job
+
+
+def register(client: Any, **overrides: Any) -> str:
+    response = client.post(NODES, json={**CPU_NODE, **overrides})
+    assert response.status_code == 201, response.json
+    return response.json["id"]
+
+
+def claim(client: Any, node_id: str) -> dict[str, Any] | None:
+    response = client.post(f"{NODES}/{node_id}/claim")
+    assert response.status_code in (200, 204), response.json
+    return response.json if response.status_code == 200 else None
+
+
+def noise_png(path: Path, width: int, height: int, seed: int = 0) -> Path:
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 4), dtype=np.uint8)
+    pixels[:, :, 3] = 255
+    Image.fromarray(pixels, "RGBA").save(path)
+    return path
+
+
+def black_png(path: Path, width: int, height: int) -> Path:
+    Image.fromarray(np.zeros((height, width, 4), dtype=np.uint8), "RGBA").save(path)
+    return path
+
+
+def put_output(client: Any, assignment: dict[str, Any], path: Path) -> Any:
+    return client.put(
+        f"/api/v1/attempts/{assignment['attempt_id']}/output",
+        data=path.read_bytes(),
+        headers={"X-Lease-Token": assignment["lease_token"]},
+        content_type="application/octet-stream",
+    )

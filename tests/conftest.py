@@ -1,0 +1,131 @@
+"""Fixtures shared by every tier: scene files made with Blender, an app bound to a
+fresh database (SQLite or PostgreSQL), a test client, and burst RQ workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from flask_migrate import upgrade
+from rq import SimpleWorker
+
+from backend import create_app, defaults
+from backend.extensions import db
+from backend.queues import get_queue
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+REDIS_URL = os.environ.get("RONRENDER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_DSN = os.environ.get("RONRENDER_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
+DATABASES = ["sqlite", "postgresql"]
+
+
+def make_scene(path: Path, *args: str) -> Path:
+    """Write a sample scene with Blender in a child process."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_sample_scene.py"), str(path), *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def scene_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small scenes: a good 4-frame one, one with a missing texture, a truncated one."""
+    folder = tmp_path_factory.mktemp("scenes")
+    tiny = ("--frames", "4", "--width", "64", "--height", "36", "--samples", "4")
+    good = make_scene(folder / "tiny.blend", *tiny)
+    exr = make_scene(folder / "tiny_exr.blend", *tiny, "--format", "OPEN_EXR")
+    missing = make_scene(folder / "missing_texture.blend", *tiny, "--missing-texture")
+    truncated = folder / "truncated.blend"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return {"tiny": good, "tiny_exr": exr, "missing_texture": missing, "truncated": truncated}
+
+
+_postgres_problem: list[str] = []
+
+
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used here, or None when it can."""
+    if not _postgres_problem:
+        try:
+            with psycopg.connect(POSTGRES_DSN, connect_timeout=3):
+                _postgres_problem.append("")
+        except psycopg.OperationalError as error:
+            _postgres_problem.append(f"PostgreSQL is not reachable at {POSTGRES_DSN}: {error}")
+    return _postgres_problem[0] or None
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ronrender.db'}"
+        return
+    problem = postgres_unavailable()
+    if problem:
+        pytest.skip(problem)
+    schema = f"rr_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"postgresql+psycopg://root@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that touches the database runs on SQLite and on PostgreSQL."""
+    if "database_url" in metafunc.fixturenames:
+        metafunc.parametrize("database_url", DATABASES, indirect=True)
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator:
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "RONRENDER_DATA_DIR": str(tmp_path / "data"),
+            "RONRENDER_STORAGE_DIR": str(tmp_path / "data" / "storage"),
+            "RONRENDER_REDIS_URL": REDIS_URL,
+            "RONRENDER_QUEUE_PREFIX": f"rr-test-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    with app.app_context():
+        upgrade()
+        yield app
+        for name in defaults.ALL_QUEUES:
+            get_queue(name).delete(delete_jobs=True)
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def run_workers(app):
+    """Run every queued task to completion, as RQ workers would, in this process."""
+
+    def drain() -> None:
+        queues = [get_queue(name) for name in defaults.ALL_QUEUES]
+        worker = SimpleWorker(queues, connection=queues[0].connection)
+        worker.work(burst=True)
+        failed = [q.failed_job_registry.get_job_ids() for q in queues]
+        assert not any(failed), f"RQ tasks failed: {failed}"
+
+    return drain
