@@ -35,7 +35,7 @@ class BackendClient:
     def _retrying(self, call: Callable[[], T]) -> T:
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=0.5, max=defaults.BACKEND_RETRY_MAX_WAIT_S),
+            wait=wait_exponential_jitter(multiplier=0.5, max=defaults.BACKEND_RETRY_MAX_WAIT_S),
             stop=stop_after_delay(self.retry_window_s) | stop_when_event_set(self.stop),
             reraise=True,
         )

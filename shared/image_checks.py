@@ -16,6 +16,8 @@ DEFAULT_MAX_OUTPUT_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_OUTPUT_PIXELS = 16384 * 16384
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXR_MAGIC = b"\x76\x2f\x31\x01"
+CHANNEL_NAMES_BY_COUNT = {2: "YA", 3: "RGB", 4: "RGBA"}
+COLOR_CHANNELS = frozenset({"R", "G", "B", "Y"})
 ACCEPTED_PNG_MODES = {"RGB", "RGBA", "RGB;16", "RGBA;16", "I;16", "L", "LA"}
 
 
@@ -109,11 +111,13 @@ def _decode_png(path: str, head: bytes, expected: ExpectedImage) -> dict[str, np
             array = np.asarray(image)
     except _Rejected:
         raise
+    except Image.DecompressionBombError as error:
+        raise _Rejected(RejectionReason.TOO_LARGE, f"PNG claims too many pixels: {error}") from error
     except Exception as error:  # Pillow raises many types for broken files
         raise _Rejected(RejectionReason.UNDECODABLE, f"PNG does not decode: {error}") from error
     if array.ndim == 2:
         return {"Y": array}
-    names = "RGBA"[: array.shape[2]]
+    names = CHANNEL_NAMES_BY_COUNT[array.shape[2]]
     return {name: array[:, :, index] for index, name in enumerate(names)}
 
 
@@ -132,7 +136,7 @@ def _decode_exr(path: str, head: bytes, expected: ExpectedImage) -> dict[str, np
         raise
     except Exception as error:  # OpenEXR raises ValueError or RuntimeError on broken files
         raise _Rejected(RejectionReason.UNDECODABLE, f"EXR does not decode: {error}") from error
-    color = [name for name in pixels if name.rsplit(".", 1)[-1] in {"R", "G", "B"}]
+    color = [name for name in pixels if name.rsplit(".", 1)[-1] in COLOR_CHANNELS]
     if not color:
         raise _Rejected(RejectionReason.WRONG_CHANNELS, f"no colour channels in {sorted(pixels)}")
     return pixels
@@ -142,8 +146,8 @@ def _check_values(pixels: dict[str, np.ndarray]) -> None:
     for name, values in pixels.items():
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             raise _Rejected(RejectionReason.NON_FINITE, f"channel {name} holds NaN or Inf")
-    color = [values for name, values in pixels.items() if name.rsplit(".", 1)[-1] in {"R", "G", "B", "Y"}]
+    color = [values for name, values in pixels.items() if name.rsplit(".", 1)[-1] in COLOR_CHANNELS]
     if all(float(values.min()) == float(values.max()) for values in color):
-        flat = float(color[0].flat[0]) if color and color[0].size else 0.0
-        what = "all black" if flat == 0.0 else "a single constant colour"
+        black = all(float(values.max()) == 0.0 for values in color)
+        what = "all black" if black else "a single constant colour"
         raise _Rejected(RejectionReason.BLANK, f"the image is {what}")

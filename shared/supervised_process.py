@@ -86,6 +86,8 @@ def run_supervised(
         time.sleep(0.05)
     process.wait()
     reader.join(timeout=2.0)
+    if process.stdout is not None:
+        process.stdout.close()
     return ProcessResult(
         exit_code=process.returncode,
         stopped_because=stopped_because,
@@ -95,16 +97,17 @@ def run_supervised(
 
 
 def _stop_group(process: subprocess.Popen[str]) -> None:
-    """TERM the child's whole process group, then KILL what is left."""
-    for sig, grace in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        if grace is None:
-            return
-        try:
-            process.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """TERM the child's whole process group, give it a grace period, then KILL
+    whatever is left of the group (grandchildren that ignored TERM included)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=TERMINATE_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -87,7 +87,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that touches the database runs on SQLite and on PostgreSQL."""
-    if "database_url" in metafunc.fixturenames:
+    already = any(
+        "database_url" in marker.args[0] for marker in metafunc.definition.iter_markers("parametrize")
+    )
+    if "database_url" in metafunc.fixturenames and not already:
         metafunc.parametrize("database_url", DATABASES, indirect=True)
 
 

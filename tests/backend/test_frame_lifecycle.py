@@ -25,7 +25,7 @@ from tests.backend.helpers import (
     rendering_job,
 )
 
-pytestmark = pytest.mark.blender
+pytestmark = pytest.mark.integration
 
 
 def frames_by_number(client, job_id):

@@ -9,7 +9,7 @@ from backend.extensions import db
 from backend.models import Frame, Job
 from tests.backend.helpers import JOBS, ready_scene, upload
 
-pytestmark = pytest.mark.blender
+pytestmark = pytest.mark.integration
 
 
 def test_job_has_one_frame_per_number_and_an_estimate(client, run_workers, scene_files):

@@ -12,7 +12,7 @@ from backend.extensions import db
 from backend.models import Job, SceneFile
 from tests.backend.helpers import SCENES, upload
 
-pytestmark = pytest.mark.blender
+pytestmark = pytest.mark.integration
 
 
 def stored_objects(app) -> list[Path]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -194,11 +196,6 @@ def test_child_ignoring_term_is_killed_after_the_grace(monkeypatch):
     assert time.monotonic() - started < 4.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _stop_group returns as soon as the group leader exits after SIGTERM and never sends "
-    "SIGKILL, so a grandchild that ignores SIGTERM survives (docstring: 'then KILL what is left')",
-)
 def test_grandchild_ignoring_term_is_killed(tmp_path, monkeypatch):
     monkeypatch.setattr(supervised_process, "TERMINATE_GRACE_S", 0.3)
     pid_file = tmp_path / "grandchild.pid"
@@ -261,3 +258,13 @@ def test_unset_cancel_does_not_stop_a_finishing_child():
 
     assert result.succeeded
     assert result.log_tail == "done"
+
+
+def test_output_pipe_is_closed():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        run_supervised(["sh", "-c", "echo hi"])
+        gc.collect()
+
+    leaks = [str(warning.message) for warning in caught if issubclass(warning.category, ResourceWarning)]
+    assert leaks == []
