@@ -14,7 +14,7 @@ from tqdm.utils import CallbackIOWrapper
 
 from shared import protocol
 from shared.api_client import ApiClient
-from shared.states import FINAL_JOB_STATES, SceneState
+from shared.states import SETTLED_JOB_STATES, SceneState
 
 POLL_INTERVAL_S = 0.5
 
@@ -45,8 +45,26 @@ class ArtistClient:
     def create_job(self, request: dict[str, Any]) -> dict[str, Any]:
         return self.api.json("POST", protocol.jobs_path(), json=request)
 
-    def accept_job(self, job_id: str) -> dict[str, Any]:
-        return self.api.json("POST", protocol.job_path(job_id) + "/accept")
+    def acceptance_message(self, job_id: str, artist_address: str) -> dict[str, Any]:
+        return self.api.json(
+            "GET", protocol.job_path(job_id) + "/acceptance", params={"artist_address": artist_address}
+        )
+
+    def accept_job(self, job_id: str, artist_address: str, signature: str) -> dict[str, Any]:
+        body = {"artist_address": artist_address, "signature": signature}
+        return self.api.json("POST", protocol.job_path(job_id) + "/accept", json=body)
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self.api.json("POST", protocol.job_path(job_id) + "/cancel")
+
+    def job_escrow(self, job_id: str) -> dict[str, Any]:
+        return self.api.json("GET", protocol.job_path(job_id) + "/escrow")
+
+    def escrow_info(self) -> dict[str, Any]:
+        return self.api.json("GET", protocol.escrow_path())
+
+    def wallet_balance(self, address: str) -> dict[str, Any]:
+        return self.api.json("GET", protocol.escrow_path() + f"/wallets/{address}")
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self.api.json("GET", protocol.job_path(job_id))
@@ -58,7 +76,7 @@ class ArtistClient:
         while True:
             job = self.get_job(job_id)
             on_update(job)
-            if job["state"] in FINAL_JOB_STATES:
+            if job["state"] in SETTLED_JOB_STATES:
                 return job
             time.sleep(POLL_INTERVAL_S)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import click
 from tqdm import tqdm
 
 from artist_cli.artist_client import ArtistClient
+from artist_cli.wallet import KEYSTORE_ENV, PASSWORD_ENV, EscrowWallet, Wallet
 from shared.api_client import ApiError
 from shared.protocol import BACKEND_URL_ENV, DEFAULT_BACKEND_URL
 from shared.states import JobState, OutputFormat, RenderEngine, SceneState
@@ -22,6 +24,37 @@ WEI_PER_RON = 10**18
 def format_ron(wei: int | str) -> str:
     """Wei as RON for people, exactly (no float rounding)."""
     return f"{Decimal(int(wei)) / WEI_PER_RON:f} RON"
+
+
+def parse_ron(value: str) -> int:
+    """A RON amount typed by a person ("1.5") as exact integer wei."""
+    try:
+        amount = Decimal(value) * WEI_PER_RON
+    except InvalidOperation:
+        raise click.BadParameter(f"{value!r} is not an amount of RON") from None
+    if amount < 0 or amount != amount.to_integral_value():
+        raise click.BadParameter(f"{value!r} is negative or finer than 1 wei")
+    return int(amount)
+
+
+def open_wallet(keystore: Path | None) -> Wallet:
+    if keystore is None:
+        raise click.ClickException(
+            f"no wallet: pass --keystore or set ${KEYSTORE_ENV} (ronrender wallet new)"
+        )
+    password = os.environ.get(PASSWORD_ENV) or click.prompt("keystore password", hide_input=True, err=True)
+    try:
+        return Wallet.open(keystore, password)
+    except ValueError as error:
+        raise click.ClickException(f"cannot open {keystore}: {error}") from error
+
+
+keystore_option = click.option(
+    "--keystore",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=KEYSTORE_ENV,
+    help=f"The artist's encrypted wallet keystore (or ${KEYSTORE_ENV}; password in ${PASSWORD_ENV}).",
+)
 
 
 def parse_frames(value: str | None) -> tuple[int | None, int | None]:
@@ -68,6 +101,7 @@ def main(ctx: click.Context, url: str) -> None:
 @click.option("--yes", is_flag=True, help="Accept the estimate without asking.")
 @click.option("--no-wait", is_flag=True, help="Print the job id and return once the job is accepted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final job as JSON.")
+@keystore_option
 @click.pass_obj
 def submit(
     client: ArtistClient,
@@ -80,9 +114,11 @@ def submit(
     yes: bool,
     no_wait: bool,
     as_json: bool,
+    keystore: Path | None,
 ) -> None:
-    """Upload SCENE (a packed .blend), show the estimate, and render it."""
+    """Upload SCENE (a packed .blend), show the estimate, lock it from your wallet, and render it."""
     frame_start, frame_end = parse_frames(frames)
+    wallet = open_wallet(keystore)
     with tqdm(total=scene.stat().st_size, unit="B", unit_scale=True, desc="upload", file=sys.stderr) as bar:
         uploaded = client.upload_scene(scene, bar.update)
     click.echo(f"scene {uploaded['sha256'][:12]} stored; Blender is reading it…", err=True)
@@ -110,12 +146,22 @@ def submit(
         if not sys.stdin.isatty():
             raise click.ClickException("no terminal to confirm the estimate: pass --yes to accept it")
         click.confirm("Lock the estimate and render?", abort=True, err=True)
-    job = client.accept_job(job["id"])
+    job = accept(client, job, wallet)
     if no_wait:
         click.echo(job["id"])
         return
     job = _follow(client, job)
     _report(job, as_json)
+
+
+def accept(client: ArtistClient, job: dict[str, Any], wallet: Wallet) -> dict[str, Any]:
+    """Sign the acceptance of exactly this estimate with the wallet, and send it."""
+    message = client.acceptance_message(job["id"], wallet.address)
+    if int(message["message"]["totalWei"]) != int(job["estimate_wei"]) or not message["message"][
+        "jobId"
+    ].endswith(job["id"]):
+        raise click.ClickException("the backend asked to sign something other than this job's estimate")
+    return client.accept_job(job["id"], wallet.address, wallet.sign_typed_data(message))
 
 
 def _follow(client: ArtistClient, job: dict[str, Any]) -> dict[str, Any]:
@@ -140,10 +186,33 @@ def _report(job: dict[str, Any], as_json: bool) -> None:
         click.echo(
             f"job {job['id']} {job['state']}: {counts['VERIFIED']}/{job['frames_total']} frames verified"
         )
-    if job["state"] == JobState.LOCK_FAILED:
-        raise click.ClickException(f"the escrow lock failed: {job['lock_error']}")
+    if job["state"] == JobState.AWAITING_PAYMENT:
+        raise click.ClickException(
+            f"job {job['id']} is awaiting payment: {job['lock_error']}; then `ronrender accept {job['id']}`"
+        )
     if job["state"] != JobState.COMPLETED or counts["FAILED"]:
         raise click.ClickException(f"{counts['FAILED']} frames failed; see `ronrender status {job['id']}`")
+
+
+@main.command("accept")
+@click.argument("job_id")
+@keystore_option
+@click.option("--no-wait", is_flag=True)
+@click.pass_obj
+def accept_command(client: ArtistClient, job_id: str, keystore: Path | None, no_wait: bool) -> None:
+    """Accept JOB_ID's estimate (again, after a deposit) and follow it."""
+    job = accept(client, client.get_job(job_id), open_wallet(keystore))
+    if not no_wait:
+        _report(_follow(client, job), as_json=False)
+
+
+@main.command()
+@click.argument("job_id")
+@click.pass_obj
+def cancel(client: ArtistClient, job_id: str) -> None:
+    """Cancel JOB_ID; what was locked and not paid is refunded."""
+    job = client.cancel_job(job_id)
+    click.echo(f"job {job['id']} {job['state']}")
 
 
 @main.command()
@@ -180,3 +249,72 @@ def download(client: ArtistClient, job_id: str, directory: Path) -> None:
     if not paths:
         raise click.ClickException(f"job {job_id} has no verified frames yet")
     click.echo(f"{len(paths)} frames in {directory}")
+
+
+@main.group()
+def wallet() -> None:
+    """Your wallet: create it, deposit RON into the escrow, set the platform's cap, withdraw."""
+
+
+@wallet.command("new")
+@click.option(
+    "--keystore", type=click.Path(dir_okay=False, path_type=Path), envvar=KEYSTORE_ENV, required=True
+)
+def wallet_new(keystore: Path) -> None:
+    """Create an encrypted keystore with a new key."""
+    if keystore.exists():
+        raise click.ClickException(f"{keystore} exists; refusing to overwrite a wallet")
+    password = os.environ.get(PASSWORD_ENV) or click.prompt(
+        "new keystore password", hide_input=True, confirmation_prompt=True, err=True
+    )
+    click.echo(Wallet.create(keystore, password).address)
+
+
+@wallet.command("show")
+@keystore_option
+@click.pass_obj
+def wallet_show(client: ArtistClient, keystore: Path | None) -> None:
+    """Your address, its RON on chain, and its escrow balance and cap."""
+    own = open_wallet(keystore)
+    escrow = EscrowWallet(own, client.escrow_info())
+    balance = client.wallet_balance(own.address)
+    click.echo(f"address        {own.address}")
+    click.echo(f"on chain       {format_ron(escrow.chain_balance())}")
+    click.echo(f"escrow balance {format_ron(balance['free_balance_wei'])}")
+    click.echo(f"spending cap   {format_ron(balance['spending_cap_wei'])}")
+
+
+@wallet.command("deposit")
+@click.argument("amount_ron")
+@click.option("--cap", "cap_ron", help="Also set the platform's spending cap to this many RON.")
+@keystore_option
+@click.pass_obj
+def wallet_deposit(client: ArtistClient, amount_ron: str, cap_ron: str | None, keystore: Path | None) -> None:
+    """Deposit AMOUNT_RON into your escrow balance (and optionally set the cap)."""
+    amount, cap = parse_ron(amount_ron), parse_ron(cap_ron) if cap_ron else None
+    escrow = EscrowWallet(open_wallet(keystore), client.escrow_info())
+    click.echo(f"deposited {format_ron(amount)}: {escrow.deposit(amount)}")
+    if cap is not None:
+        click.echo(f"spending cap {format_ron(cap)}: {escrow.set_spending_cap(cap)}")
+
+
+@wallet.command("cap")
+@click.argument("amount_ron")
+@keystore_option
+@click.pass_obj
+def wallet_cap(client: ArtistClient, amount_ron: str, keystore: Path | None) -> None:
+    """Set how much the platform may lock from your balance in total."""
+    cap = parse_ron(amount_ron)
+    escrow = EscrowWallet(open_wallet(keystore), client.escrow_info())
+    click.echo(f"spending cap {format_ron(cap)}: {escrow.set_spending_cap(cap)}")
+
+
+@wallet.command("withdraw")
+@click.argument("amount_ron")
+@keystore_option
+@click.pass_obj
+def wallet_withdraw(client: ArtistClient, amount_ron: str, keystore: Path | None) -> None:
+    """Withdraw AMOUNT_RON of your unlocked escrow balance back to your wallet."""
+    amount = parse_ron(amount_ron)
+    escrow = EscrowWallet(open_wallet(keystore), client.escrow_info())
+    click.echo(f"withdrew {format_ron(amount)}: {escrow.withdraw(amount)}")

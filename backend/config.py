@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,28 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
             env.get("RONRENDER_MAX_FRAME_FAILURES", defaults.MAX_FRAME_FAILURES)
         ),
         "RONRENDER_BLENDER_PYTHON": env.get("RONRENDER_BLENDER_PYTHON", ""),
+        **chain_config_from_env(env),
+    }
+
+
+def chain_config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Where the escrow contract lives and the operator key that drives it.
+
+    The key comes from an encrypted keystore (production) or, for a local dev
+    chain only, from ``RONRENDER_OPERATOR_KEY``.
+    """
+    expected_chain_id = env.get("RONRENDER_CHAIN_ID")
+    rpc_url = env.get("RONRENDER_CHAIN_RPC_URL", "")
+    return {
+        "RONRENDER_CHAIN_RPC_URL": rpc_url,
+        "RONRENDER_PUBLIC_RPC_URL": env.get("RONRENDER_PUBLIC_RPC_URL", rpc_url),
+        "RONRENDER_CHAIN_ID": int(expected_chain_id) if expected_chain_id else None,
+        "RONRENDER_ESCROW_ADDRESS": env.get("RONRENDER_ESCROW_ADDRESS", ""),
+        "RONRENDER_OPERATOR_KEY": env.get("RONRENDER_OPERATOR_KEY", ""),
+        "RONRENDER_OPERATOR_KEYSTORE": env.get("RONRENDER_OPERATOR_KEYSTORE", ""),
+        "RONRENDER_OPERATOR_KEYSTORE_PASSWORD_FILE": env.get("RONRENDER_OPERATOR_KEYSTORE_PASSWORD_FILE", ""),
+        "RONRENDER_CONFIRMATIONS": int(env.get("RONRENDER_CONFIRMATIONS", defaults.CONFIRMATIONS)),
+        "RONRENDER_LOCK_DEADLINE_S": int(env.get("RONRENDER_LOCK_DEADLINE_S", defaults.LOCK_DEADLINE_S)),
     }
 
 

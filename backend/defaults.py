@@ -20,8 +20,16 @@ VERIFICATION_QUEUE = "verification"
 ESCROW_QUEUE = "escrow"
 ALL_QUEUES = (ESCROW_QUEUE, VERIFICATION_QUEUE, ANALYSIS_QUEUE)
 
-# Pricing: integer wei per rendered pixel-sample, plus a platform fee in basis points.
-PRICE_WEI_PER_PIXEL_SAMPLE = 10_000_000
+# Escrow on chain.
+CONFIRMATIONS = 0
+LOCK_DEADLINE_S = 7 * 24 * 3600
+RELEASE_BATCH_FRAMES = 100
+OPERATOR_LOCK_TIMEOUT_S = 120
+ESCROW_RETRY_INTERVALS_S = (2, 5, 15, 30, 60, 120)
+
+# Pricing, in integer wei: the measured render time at a rate per render-second,
+# plus a safety margin for what a small probe render cannot see; a 5 % fee.
+PRICE_WEI_PER_RENDER_SECOND = 10**15  # 0.001 RON per second of CPU render time
+ESTIMATE_SAFETY_MARGIN_PERCENT = 50
+MIN_PRICE_PER_FRAME_WEI = 10**12
 PLATFORM_FEE_BPS = 500
-# Samples assumed for engines that do not sample like Cycles.
-DEFAULT_SAMPLES_FOR_PRICING = 16

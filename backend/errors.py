@@ -75,3 +75,22 @@ class LeaseNotHeld(RonRenderError):
 class EscrowError(RonRenderError):
     status = 502
     reason = "ESCROW_ERROR"
+
+
+class ChainUnavailable(EscrowError):
+    """The chain did not answer (or not yet): worth retrying."""
+
+    status = 503
+    reason = "CHAIN_UNAVAILABLE"
+
+
+class ChainRejected(EscrowError):
+    """The chain or the contract refused: retrying the same thing fails the same way."""
+
+    status = 422
+    reason = "CHAIN_REJECTED"
+
+
+class InvalidSignature(RonRenderError):
+    status = 422
+    reason = "INVALID_SIGNATURE"

@@ -32,6 +32,7 @@ from shared.states import (
     JobState,
     NodeState,
     PaymentKind,
+    PaymentState,
     SceneState,
 )
 
@@ -125,6 +126,9 @@ class Job(db.Model):
     price_per_frame_wei: Mapped[int] = mapped_column(Wei)
     fee_bps: Mapped[int] = mapped_column(Integer)
     estimate_wei: Mapped[int] = mapped_column(Wei)
+    estimated_render_us_per_frame: Mapped[int] = mapped_column(BigInteger, default=0)
+    safety_margin_percent: Mapped[int] = mapped_column(Integer, default=0)
+    artist_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
     lock_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -204,17 +208,25 @@ class Attempt(db.Model):
 
 
 class Payment(db.Model):
-    """A movement of escrowed RON, recorded before it is sent; at most one per
-    (job, frame, kind), so no frame is paid twice."""
+    """A movement of escrowed RON in the outbox: recorded before it is sent, at most
+    one per (job, frame, kind), so no frame is paid twice. A batch of releases
+    shares one transaction."""
 
     __tablename__ = "payments"
-    __table_args__ = (UniqueConstraint("job_id", "frame_number", "kind"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "frame_number", "kind"),
+        Index("ix_payments_state_kind", "state", "kind"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     frame_number: Mapped[int] = mapped_column(Integer, default=-1)  # -1 for job-wide
+    frame_index: Mapped[int] = mapped_column(Integer, default=-1)  # the contract's 0-based index
     kind: Mapped[PaymentKind] = mapped_column(_enum(PaymentKind))
+    state: Mapped[PaymentState] = mapped_column(_enum(PaymentState), default=PaymentState.RECORDED)
     amount_wei: Mapped[int] = mapped_column(Wei)
     recipient: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    reference: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)
+    raw_tx: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

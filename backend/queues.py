@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 
 from backend import defaults
 
@@ -32,9 +32,19 @@ def enqueue_verification(attempt_id: int) -> None:
     get_queue(defaults.VERIFICATION_QUEUE).enqueue("backend.tasks.verify_attempt", attempt_id)
 
 
+def _escrow_retry() -> Retry:
+    """Chain calls that fail for want of an answer are tried again, with growing pauses."""
+    intervals = list(defaults.ESCROW_RETRY_INTERVALS_S)
+    return Retry(max=len(intervals), interval=intervals)
+
+
 def enqueue_escrow_lock(job_id: str) -> None:
-    get_queue(defaults.ESCROW_QUEUE).enqueue("backend.tasks.lock_job_escrow", job_id)
+    get_queue(defaults.ESCROW_QUEUE).enqueue("backend.tasks.lock_job_escrow", job_id, retry=_escrow_retry())
+
+
+def enqueue_releases(job_id: str) -> None:
+    get_queue(defaults.ESCROW_QUEUE).enqueue("backend.tasks.send_releases", job_id, retry=_escrow_retry())
 
 
 def enqueue_job_settlement(job_id: str) -> None:
-    get_queue(defaults.ESCROW_QUEUE).enqueue("backend.tasks.settle_job_escrow", job_id)
+    get_queue(defaults.ESCROW_QUEUE).enqueue("backend.tasks.settle_job_escrow", job_id, retry=_escrow_retry())

@@ -42,6 +42,13 @@ def lock_job_escrow(job_id: str) -> None:
         payments.lock_job(job_id)
 
 
+def send_releases(job_id: str) -> None:
+    from backend.services import payments
+
+    with _app_context():
+        payments.send_releases(job_id)
+
+
 def settle_job_escrow(job_id: str) -> None:
     from backend.services import payments
 

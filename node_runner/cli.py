@@ -32,7 +32,12 @@ def main() -> None:
     default=defaults.DEFAULT_WORK_DIR,
     show_default=True,
 )
-@click.option("--payout-address", default=None, help="0x address that receives RON for verified frames.")
+@click.option(
+    "--payout-address",
+    envvar="RONRENDER_PAYOUT_ADDRESS",
+    required=True,
+    help="0x address that receives RON for verified frames.",
+)
 @click.option(
     "--blender-python", default=sys.executable, show_default=True, help="Python with the bpy module."
 )
@@ -44,7 +49,7 @@ def run(
     backend_url: str,
     name: str,
     work_dir: Path,
-    payout_address: str | None,
+    payout_address: str,
     blender_python: str,
     threads: int,
     heartbeat_interval_s: float,

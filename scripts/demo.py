@@ -28,6 +28,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_settlement(url: str, job_id: str, timeout_s: float = 120.0) -> dict:
+    """The job once its close (fee and refund) is confirmed on chain."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = requests.get(f"{url}/api/v1/jobs/{job_id}", timeout=10).json()
+        settled = any(int(job["money"][k]) for k in ("refund_wei", "fee_wei"))
+        if settled or time.monotonic() > deadline:
+            return job
+        time.sleep(0.5)
+
+
 def main() -> int:
     shutil.rmtree(DATA_DIR, ignore_errors=True)
     shutil.rmtree(OUTPUT_DIR, ignore_errors=True)
@@ -46,19 +57,25 @@ def main() -> int:
         print(f"local farm up at {farm.url}: backend, 2 RQ workers, 2 nodes (logs in {farm.log_dir})")
         ronrender = [str(VENV_BIN / "ronrender"), "--url", farm.url]
         submitted = subprocess.run(
-            [*ronrender, "submit", str(scene), "--yes", "--json"], stdout=subprocess.PIPE, text=True
+            [*ronrender, "submit", str(scene), "--yes", "--json"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=farm.env,
         )
         if submitted.returncode != 0:
             print("the demo job did not complete", file=sys.stderr)
             return 1
         job = json.loads(submitted.stdout)
         wall_s = time.monotonic() - started
-        subprocess.run([*ronrender, "download", job["id"], str(OUTPUT_DIR / "frames")], check=True)
+        subprocess.run(
+            [*ronrender, "download", job["id"], str(OUTPUT_DIR / "frames")], check=True, env=farm.env
+        )
         frames = requests.get(f"{farm.url}/api/v1/jobs/{job['id']}/frames", timeout=10).json()["frames"]
         names = {}
         for node_id in {f["node_id"] for f in frames if f["node_id"]}:
             names[node_id] = requests.get(f"{farm.url}/api/v1/nodes/{node_id}", timeout=10).json()["name"]
-        job = requests.get(f"{farm.url}/api/v1/jobs/{job['id']}", timeout=10).json()
+        job = wait_for_settlement(farm.url, job["id"])
+        on_chain = requests.get(f"{farm.url}/api/v1/jobs/{job['id']}/escrow", timeout=30).json()
     by_node = Counter(names[f["node_id"]] for f in frames if f["state"] == "VERIFIED")
     summary = {
         "job_id": job["id"],
@@ -68,16 +85,30 @@ def main() -> int:
         "frames_failed": job["frame_counts"]["FAILED"],
         "frames_by_node": dict(sorted(by_node.items())),
         "wall_s": round(wall_s, 2),
-        "escrow": {
-            "estimate_wei": job["estimate_wei"],
-            "price_per_frame_wei": job["price_per_frame_wei"],
-            **job["money"],
+        "estimate": {
+            "price_per_frame_wei": int(job["price_per_frame_wei"]),
+            "estimate_wei": int(job["estimate_wei"]),
+            "estimated_render_s_per_frame": job["estimated_render_us_per_frame"] / 1e6,
+            "safety_margin_percent": job["safety_margin_percent"],
+        },
+        "escrow": {  # read back from the chain's events, not from the database
+            "contract": farm.escrow_address,
+            "locked_wei": int(on_chain["locked_wei"]),
+            "paid_wei_by_node": {payee: int(wei) for payee, wei in on_chain["paid_wei_by_node"].items()},
+            "fee_wei": int(on_chain["fee_wei"]),
+            "refunded_wei": int(on_chain["refunded_wei"]),
+            "tx_hashes": on_chain["tx_hashes"],
         },
     }
     (OUTPUT_DIR / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     print(f"frames in {OUTPUT_DIR / 'frames'}; summary in {OUTPUT_DIR / 'summary.json'}")
-    return 0 if summary["frames_verified"] == summary["frames_total"] else 1
+    escrow = summary["escrow"]
+    balanced = (
+        escrow["locked_wei"]
+        == sum(escrow["paid_wei_by_node"].values()) + escrow["fee_wei"] + escrow["refunded_wei"]
+    )
+    return 0 if summary["frames_verified"] == summary["frames_total"] and balanced else 1
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-"""A local farm on this machine: database migrations, the backend (gunicorn), RQ
-workers and render nodes, each a child process, all stopped together.
+"""A local farm on this machine: a local EVM dev chain with the escrow contract
+deployed, database migrations, the backend (gunicorn), RQ workers and render
+nodes, each a child process, all stopped together. The artist's wallet (an
+encrypted keystore) is created and funded through the `ronrender wallet` CLI,
+and each node gets its own payout address.
 
 ``python scripts/local_farm.py`` (what ``make up`` runs) keeps one running in the
 foreground until Ctrl-C; ``scripts/demo.py`` uses the same ``LocalFarm``.
@@ -8,6 +11,7 @@ foreground until Ctrl-C; ``scripts/demo.py`` uses the same ``LocalFarm``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -17,10 +21,17 @@ from pathlib import Path
 from types import TracebackType
 
 import requests
+from eth_account import Account
+from local_chain import LocalChain
 
 VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_S = 60.0
 STOP_GRACE_S = 20.0
+# Dev-chain only: the artist's keystore password and the RON each artist deposits.
+LOCAL_KEYSTORE_PASSWORD = "local-farm"
+ARTIST_DEPOSIT_RON = "100"
+# Dev accounts: 0 owns the contract, 1 operates it, 2 takes the fee, 3 is the artist, 4+ are nodes.
+OWNER, OPERATOR, FEE_RECIPIENT, ARTIST, FIRST_NODE = range(5)
 
 
 class LocalFarm:
@@ -62,6 +73,10 @@ class LocalFarm:
         self.redis_url = redis_url
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = self.data_dir / "logs"
+        self.chain: LocalChain | None = None
+        self.escrow_address = ""
+        self.artist_keystore = self.data_dir / "artist-keystore.json"
+        self.payout_addresses: list[str] = []
 
     def __enter__(self) -> LocalFarm:
         self.start()
@@ -80,6 +95,7 @@ class LocalFarm:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._start_chain()
         subprocess.run(
             [str(VENV_BIN / "flask"), "--app", "backend", "db", "upgrade"],
             env=self.env,
@@ -111,6 +127,7 @@ class LocalFarm:
                 ],
             )  # fmt: skip
         self._wait_for_backend()
+        self._fund_artist()
         for index in range(self.nodes):
             name = f"local-node-{index + 1}"
             self._spawn(
@@ -119,11 +136,50 @@ class LocalFarm:
                     str(VENV_BIN / "ronrender-node"), "run",
                     "--backend", self.url,
                     "--name", name,
+                    "--payout-address", self.payout_addresses[index],
                     "--work-dir", str(self.data_dir / "nodes" / name),
                     "--threads", str(self.node_threads),
                     "--heartbeat-interval", str(self.heartbeat_interval_s),
                 ],
             )  # fmt: skip
+
+    def _start_chain(self) -> None:
+        """Anvil with the escrow deployed; the backend gets the operator's dev key."""
+        self.chain = LocalChain(accounts=FIRST_NODE + max(self.nodes, 1)).start()
+        accounts = self.chain.accounts
+        self.escrow_address = self.chain.deploy_escrow(
+            accounts[OPERATOR].address, accounts[FEE_RECIPIENT].address, key=accounts[OWNER].key.to_0x_hex()
+        )
+        self.payout_addresses = [account.address for account in accounts[FIRST_NODE:]]
+        self.env.update(
+            {
+                "RONRENDER_CHAIN_RPC_URL": self.chain.rpc_url,
+                "RONRENDER_CHAIN_ID": str(self.chain.chain_id),
+                "RONRENDER_ESCROW_ADDRESS": self.escrow_address,
+                "RONRENDER_OPERATOR_KEY": accounts[OPERATOR].key.to_0x_hex(),
+                "RONRENDER_KEYSTORE": str(self.artist_keystore),
+                "RONRENDER_KEYSTORE_PASSWORD": LOCAL_KEYSTORE_PASSWORD,
+            }
+        )
+
+    def _fund_artist(self) -> None:
+        """The artist's wallet, made and funded the way an artist would: with the CLI."""
+        assert self.chain is not None
+        artist = self.chain.accounts[ARTIST]
+        self.artist_keystore.write_text(json.dumps(Account.encrypt(artist.key, LOCAL_KEYSTORE_PASSWORD)))
+        subprocess.run(
+            [
+                str(VENV_BIN / "ronrender"),
+                "wallet",
+                "deposit",
+                ARTIST_DEPOSIT_RON,
+                "--cap",
+                ARTIST_DEPOSIT_RON,
+            ],
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def _wait_for_backend(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -131,9 +187,9 @@ class LocalFarm:
             if self.processes["backend"].poll() is not None:
                 raise RuntimeError(f"the backend exited; see {self.log_dir / 'backend.log'}")
             try:
-                if requests.get(self.url + "/openapi.json", timeout=2).ok:
+                if requests.get(self.url + "/openapi.json", timeout=5).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"the backend did not answer on {self.url}")
@@ -151,6 +207,9 @@ class LocalFarm:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.processes.clear()
+        if self.chain is not None:
+            self.chain.stop()
+            self.chain = None
 
 
 def main() -> int:

@@ -50,6 +50,10 @@ def job_zip_path(job_id: str) -> str:
     return f"{API_PREFIX}/jobs/{job_id}/output.zip"
 
 
+def escrow_path() -> str:
+    return f"{API_PREFIX}/escrow"
+
+
 def nodes_path() -> str:
     return f"{API_PREFIX}/nodes"
 

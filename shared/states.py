@@ -19,17 +19,23 @@ class SceneState(StrEnum):
 
 
 class JobState(StrEnum):
-    """A job: estimated, waiting for its lock, rendering, then a final state."""
+    """A job: estimated, its lock being taken on chain, rendering, then a final state.
+
+    A lock the chain refuses (no balance, cap too low) leaves the job
+    AWAITING_PAYMENT: nothing is dispatched, and accepting again retries the lock.
+    """
 
     AWAITING_ACCEPTANCE = "AWAITING_ACCEPTANCE"
     LOCKING = "LOCKING"
-    LOCK_FAILED = "LOCK_FAILED"
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
     RENDERING = "RENDERING"
     COMPLETED = "COMPLETED"
     CANCELLED = "CANCELLED"
 
 
-FINAL_JOB_STATES = frozenset({JobState.LOCK_FAILED, JobState.COMPLETED, JobState.CANCELLED})
+FINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.CANCELLED})
+# States a client waiting on a job stops at: final, or needing the artist.
+SETTLED_JOB_STATES = FINAL_JOB_STATES | {JobState.AWAITING_PAYMENT}
 
 
 class FrameState(StrEnum):
@@ -105,6 +111,14 @@ class PaymentKind(StrEnum):
     RELEASE = "RELEASE"
     FEE = "FEE"
     REFUND = "REFUND"
+
+
+class PaymentState(StrEnum):
+    """A payment in the outbox: recorded, sent in a transaction, confirmed on chain."""
+
+    RECORDED = "RECORDED"
+    SENT = "SENT"
+    CONFIRMED = "CONFIRMED"
 
 
 class DeviceType(StrEnum):

@@ -21,10 +21,12 @@ from backend.queues import get_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+from local_chain import LocalChain  # noqa: E402
 
 REDIS_URL = os.environ.get("RONRENDER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get("RONRENDER_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
 DATABASES = ["sqlite", "postgresql"]
+ARTIST_DEPOSIT_WEI = 100 * 10**18
 
 
 def make_scene(path: Path, *args: str) -> Path:
@@ -94,11 +96,41 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("database_url", DATABASES, indirect=True)
 
 
+@pytest.fixture(scope="session")
+def chain() -> Iterator[LocalChain]:
+    """One local EVM dev chain (anvil) for the whole run."""
+    with LocalChain() as local_chain:
+        yield local_chain
+
+
 @pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator:
+def escrow(chain: LocalChain) -> dict[str, str]:
+    """A freshly deployed escrow contract, and the keys of its operator and of a funded artist."""
+    owner, operator, fee_recipient, artist = chain.accounts[:4]
+    address = chain.deploy_escrow(operator.address, fee_recipient.address, key=owner.key.to_0x_hex())
+    contract = chain.contract(address)
+    artist_key = artist.key.to_0x_hex()
+    chain.transact(contract.functions.deposit(), artist_key, value=ARTIST_DEPOSIT_WEI)
+    chain.transact(contract.functions.setSpendingCap(ARTIST_DEPOSIT_WEI), artist_key)
+    return {
+        "address": address,
+        "operator_key": operator.key.to_0x_hex(),
+        "artist_key": artist_key,
+        "artist_address": artist.address,
+        "fee_recipient": fee_recipient.address,
+    }
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, chain: LocalChain, escrow: dict[str, str]) -> Iterator:
     app = create_app(
         {
             "TESTING": True,
+            "RONRENDER_CHAIN_RPC_URL": chain.rpc_url,
+            "RONRENDER_PUBLIC_RPC_URL": chain.rpc_url,
+            "RONRENDER_CHAIN_ID": chain.chain_id,
+            "RONRENDER_ESCROW_ADDRESS": escrow["address"],
+            "RONRENDER_OPERATOR_KEY": escrow["operator_key"],
             "SQLALCHEMY_DATABASE_URI": database_url,
             "RONRENDER_DATA_DIR": str(tmp_path / "data"),
             "RONRENDER_STORAGE_DIR": str(tmp_path / "data" / "storage"),

@@ -9,11 +9,12 @@ from flask import Response, send_file
 from sqlalchemy import select
 from zipstream import ZipStream
 
-from backend.api.schemas import FramesOut, JobCreateIn, JobOut
+from backend.api.schemas import AcceptanceQuery, AcceptIn, FramesOut, JobCreateIn, JobEscrowOut, JobOut
 from backend.errors import NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job
 from backend.services import job_lifecycle, job_split, payments
+from backend.services.chain_access import escrow_chain
 from backend.services.scene_intake import storage
 from shared.protocol import API_PREFIX
 from shared.states import FrameState
@@ -48,11 +49,33 @@ def get_job(job_id: str) -> Any:
     return _job_view(job_split.get_job(job_id))
 
 
+@blueprint.get("/<job_id>/acceptance")
+@blueprint.input(AcceptanceQuery, location="query")
+@blueprint.doc(summary="The EIP-712 message the artist signs to accept the estimate")
+def acceptance_message(job_id: str, query_data: dict[str, Any]) -> Any:
+    return job_lifecycle.acceptance_message(job_split.get_job(job_id), query_data["artist_address"])
+
+
 @blueprint.post("/<job_id>/accept")
+@blueprint.input(AcceptIn)
 @blueprint.output(JobOut, status_code=202)
-@blueprint.doc(summary="Accept the estimate: the lock is taken, then frames go out")
-def accept_job(job_id: str) -> Any:
-    return _job_view(job_lifecycle.accept_job(job_id))
+@blueprint.doc(
+    summary="Accept the signed estimate: the lock is taken on chain, then frames go out",
+    responses={409: "Not awaiting acceptance", 422: "Bad signature"},
+)
+def accept_job(job_id: str, json_data: dict[str, Any]) -> Any:
+    job = job_lifecycle.accept_job(job_id, json_data["artist_address"], json_data["signature"])
+    return _job_view(job)
+
+
+@blueprint.get("/<job_id>/escrow")
+@blueprint.output(JobEscrowOut)
+@blueprint.doc(summary="The job's money as the chain's events record it")
+def job_escrow(job_id: str) -> Any:
+    job_split.get_job(job_id)
+    history = escrow_chain().job_history(job_id)
+    history["paid_wei_by_node"] = {k: str(v) for k, v in history["paid_wei_by_node"].items()}
+    return history
 
 
 @blueprint.post("/<job_id>/cancel")

@@ -60,6 +60,9 @@ class JobOut(Schema):
     price_per_frame_wei = String()
     fee_bps = Integer()
     estimate_wei = String()
+    estimated_render_us_per_frame = Integer()
+    safety_margin_percent = Integer()
+    artist_address = String(allow_none=True)
     lock_error = String(allow_none=True)
     frame_counts = Dict(keys=String(), values=Integer())
     money = Dict(keys=String(), values=String())
@@ -93,7 +96,7 @@ class NodeRegisterIn(Schema):
     memory_bytes = Integer(required=True, validate=Range(min=0))
     blender_version = String(required=True, validate=Regexp(r"^\d+\.\d+"))
     gpus = List(Nested(GpuIn), load_default=list)
-    payout_address = String(load_default=None, validate=ADDRESS)
+    payout_address = String(required=True, validate=ADDRESS)
 
 
 class NodeOut(Schema):
@@ -152,3 +155,36 @@ class AttemptOut(Schema):
     id = Integer()
     outcome = String()
     output_sha256 = String(allow_none=True)
+
+
+class AcceptIn(Schema):
+    artist_address = String(required=True, validate=ADDRESS)
+    signature = String(
+        required=True, validate=Regexp(r"^0x[0-9a-fA-F]{130}$", error="must be a 65-byte hex signature")
+    )
+
+
+class AcceptanceQuery(Schema):
+    artist_address = String(required=True, validate=ADDRESS)
+
+
+class EscrowOut(Schema):
+    chain_id = Integer()
+    rpc_url = String()
+    contract_address = String()
+    fee_bps = Integer()
+    abi = List(Dict())
+
+
+class WalletOut(Schema):
+    address = String()
+    free_balance_wei = String()
+    spending_cap_wei = String()
+
+
+class JobEscrowOut(Schema):
+    locked_wei = String()
+    paid_wei_by_node = Dict(keys=String(), values=String())
+    fee_wei = String()
+    refunded_wei = String()
+    tx_hashes = List(String())

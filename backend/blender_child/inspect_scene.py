@@ -1,6 +1,9 @@
 """Blender child: open a scene file without running its scripts and write what
 the backend needs to split and price it, as JSON.
 
+It also renders the middle frame small and with few samples, timed, so the job
+can be priced from a measurement (the probe image lands beside RESULT.json).
+
 Usage: python inspect_scene.py SCENE.blend RESULT.json
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import bpy
 
@@ -36,7 +40,42 @@ def _missing_files() -> list[dict[str, str]]:
     return missing
 
 
-def inspect(scene_path: str) -> dict[str, object]:
+PROBE_MAX_SIDE_PX = 160
+PROBE_MAX_SAMPLES = 8
+
+
+def probe_render(scene: bpy.types.Scene, output_path: str) -> dict[str, object]:
+    """Render the middle frame small and with few samples, timed, to price the job
+    from a measurement rather than a guess."""
+    render = scene.render
+    full_width = render.resolution_x * render.resolution_percentage // 100
+    full_height = render.resolution_y * render.resolution_percentage // 100
+    scale = min(1.0, PROBE_MAX_SIDE_PX / max(full_width, full_height))
+    render.resolution_percentage = max(1, int(render.resolution_percentage * scale))
+    samples = None
+    if render.engine == "CYCLES":
+        samples = min(int(scene.cycles.samples), PROBE_MAX_SAMPLES)
+        scene.cycles.samples = samples
+        scene.cycles.device = "CPU"
+    elif render.engine.startswith("BLENDER_EEVEE"):
+        samples = min(int(scene.eevee.taa_render_samples), PROBE_MAX_SAMPLES)
+        scene.eevee.taa_render_samples = samples
+    scene.frame_set((scene.frame_start + scene.frame_end) // 2)
+    render.image_settings.file_format = "PNG"
+    render.use_file_extension = False
+    render.filepath = output_path
+    started = time.perf_counter()
+    bpy.ops.render.render(write_still=True)
+    return {
+        "frame": scene.frame_current,
+        "width": render.resolution_x * render.resolution_percentage // 100,
+        "height": render.resolution_y * render.resolution_percentage // 100,
+        "samples": samples,
+        "render_us": int((time.perf_counter() - started) * 1_000_000),
+    }
+
+
+def inspect(scene_path: str, probe_path: str) -> dict[str, object]:
     bpy.ops.wm.open_mainfile(filepath=scene_path, load_ui=False, use_scripts=False)
     scene = bpy.context.scene
     render = scene.render
@@ -49,7 +88,7 @@ def inspect(scene_path: str) -> dict[str, object]:
     elif engine.startswith("BLENDER_EEVEE"):
         samples = int(scene.eevee.taa_render_samples)
     major, minor, _patch = bpy.data.version
-    return {
+    facts = {
         "scene_name": scene.name,
         "frame_start": scene.frame_start,
         "frame_end": scene.frame_end,
@@ -67,12 +106,16 @@ def inspect(scene_path: str) -> dict[str, object]:
         "scripts_blocked": bool(bpy.app.autoexec_fail),
         "missing_files": _missing_files(),
     }
+    if scene.camera is not None and not facts["missing_files"]:
+        facts["probe"] = probe_render(scene, probe_path)
+    return facts
 
 
 def main() -> int:
     scene_path, result_path = sys.argv[-2], sys.argv[-1]
+    probe_path = os.path.join(os.path.dirname(os.path.abspath(result_path)), "probe.png")
     try:
-        result = {"ok": True, "scene": inspect(scene_path)}
+        result = {"ok": True, "scene": inspect(scene_path, probe_path)}
     except Exception as error:  # Blender raises RuntimeError for unreadable files
         result = {"ok": False, "error": str(error).strip().splitlines()[-1][:500]}
     with open(result_path, "w", encoding="utf-8") as handle:

@@ -11,9 +11,11 @@ from typing import Any
 from sqlalchemy import exists, func, select, update
 
 from backend import queues
-from backend.errors import InvalidJobState
+from backend.errors import InvalidJobState, InvalidSignature
+from backend.escrow_chain import acceptance_typed_data, recover_signer
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, utc_now
+from backend.services.chain_access import escrow_chain
 from backend.services.job_split import get_job
 from shared.states import FINAL_FRAME_STATES, AttemptOutcome, FrameState, JobState
 
@@ -33,10 +35,32 @@ def transition_job(job_id: str, from_states: set[JobState], to_state: JobState, 
     return moved
 
 
-def accept_job(job_id: str) -> Job:
-    """The artist accepts the estimate: lock the escrow before any frame goes out."""
+def acceptance_message(job: Job, artist_address: str) -> dict[str, Any]:
+    """The EIP-712 message the artist signs to accept this job's estimate."""
+    chain = escrow_chain()
+    return acceptance_typed_data(
+        chain_id=chain.chain_id,
+        contract_address=chain.config.contract_address,
+        job_id=job.id,
+        artist=artist_address,
+        total_wei=job.estimate_wei,
+        frame_count=job.frames_total,
+    )
+
+
+def accept_job(job_id: str, artist_address: str, signature: str) -> Job:
+    """The artist accepts the estimate by signing it: the lock is taken on chain
+    from their wallet before any frame goes out. Accepting a job AWAITING_PAYMENT
+    (after a deposit) tries the lock again."""
     job = get_job(job_id)
-    if not transition_job(job_id, {JobState.AWAITING_ACCEPTANCE}, JobState.LOCKING):
+    try:
+        signer = recover_signer(acceptance_message(job, artist_address), signature)
+    except ValueError as error:
+        raise InvalidSignature(f"the acceptance signature is malformed: {error}") from error
+    if signer.lower() != artist_address.lower():
+        raise InvalidSignature("the acceptance is not signed by the artist's wallet")
+    acceptable = {JobState.AWAITING_ACCEPTANCE, JobState.AWAITING_PAYMENT}
+    if not transition_job(job_id, acceptable, JobState.LOCKING, artist_address=signer, lock_error=None):
         raise InvalidJobState(f"job {job_id} is {job.state}, not awaiting acceptance")
     db.session.commit()
     queues.enqueue_escrow_lock(job_id)
@@ -46,8 +70,12 @@ def accept_job(job_id: str) -> Job:
 def cancel_job(job_id: str) -> Job:
     """Stop a job: unfinished frames are cancelled, open leases end, the rest is refunded."""
     job = get_job(job_id)
-    cancellable = {JobState.AWAITING_ACCEPTANCE, JobState.LOCKING, JobState.RENDERING}
-    was_locked = job.state == JobState.RENDERING
+    cancellable = {
+        JobState.AWAITING_ACCEPTANCE,
+        JobState.AWAITING_PAYMENT,
+        JobState.LOCKING,
+        JobState.RENDERING,
+    }
     if not transition_job(job_id, cancellable, JobState.CANCELLED, finished_at=utc_now()):
         raise InvalidJobState(f"job {job_id} is {job.state} and cannot be cancelled")
     unfinished = [s for s in FrameState if s not in FINAL_FRAME_STATES]
@@ -65,8 +93,7 @@ def cancel_job(job_id: str) -> Job:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    if was_locked:
-        queues.enqueue_job_settlement(job_id)
+    queues.enqueue_job_settlement(job_id)  # refunds whatever was locked
     return job
 
 

@@ -102,10 +102,12 @@ def create_job(request: JobRequest) -> Job:
         fee_bps=0,
         estimate_wei=0,
     )
-    estimate = estimate_job(job.output_width, job.output_height, samples, len(numbers))
+    estimate = estimate_job(info["probe"], job.output_width, job.output_height, samples, len(numbers))
     job.price_per_frame_wei = estimate.price_per_frame_wei
     job.fee_bps = estimate.fee_bps
     job.estimate_wei = estimate.total_wei
+    job.estimated_render_us_per_frame = estimate.render_us_per_frame
+    job.safety_margin_percent = estimate.margin_percent
     db.session.add(job)
     db.session.flush()
     db.session.execute(

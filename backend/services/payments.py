@@ -1,31 +1,44 @@
-"""Money of a job in integer wei: the lock, one release per verified frame, and the
-final fee and refund. Each movement is recorded (unique per job, frame and kind)
-before the gateway is called, so nothing is paid twice."""
+"""The payments outbox: a job's lock, one release per verified frame, and the
+close that charges the fee and refunds the rest, all in integer wei.
+
+Every movement is a row first (unique per job, frame and kind). A transaction is
+signed, its hash and raw bytes recorded, and only then sent; a worker that dies
+anywhere in between finds the row on retry and confirms or resends the very same
+transaction. The contract's once-per-frame rule is the last guard, not the only one.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from backend.errors import EscrowError
+from backend import defaults, queues
+from backend.errors import ChainRejected, ChainUnavailable
+from backend.escrow_chain import EscrowChain, PreparedTransaction
 from backend.extensions import db
-from backend.models import Attempt, Frame, Job, Payment
-from backend.services.escrow_gateway import escrow_gateway
-from backend.services.estimate import fee_for
+from backend.models import Attempt, Frame, Job, Payment, utc_now
+from backend.services.chain_access import escrow_chain, operator_lock
 from backend.services.job_lifecycle import transition_job
 from backend.services.job_split import get_job
-from shared.states import JobState, PaymentKind
+from shared.states import JobState, PaymentKind, PaymentState
 
 JOB_WIDE = -1
 
 
-def _record(
-    job_id: str, kind: PaymentKind, amount_wei: int, recipient: str | None, frame_number: int = JOB_WIDE
-) -> Payment | None:
-    """Insert the movement; None if it was already recorded."""
-    payment = Payment(
-        job_id=job_id, frame_number=frame_number, kind=kind, amount_wei=amount_wei, recipient=recipient
+def _payment(job_id: str, kind: PaymentKind, frame_number: int = JOB_WIDE) -> Payment | None:
+    return db.session.scalar(
+        select(Payment).where(
+            Payment.job_id == job_id, Payment.kind == kind, Payment.frame_number == frame_number
+        )
     )
+
+
+def _record(payment: Payment) -> Payment | None:
+    """Insert the movement; None if it was already recorded."""
     db.session.add(payment)
     try:
         db.session.commit()
@@ -35,61 +48,230 @@ def _record(
     return payment
 
 
+def _send(
+    chain: EscrowChain, payments: list[Payment], prepare: Callable[[int], PreparedTransaction]
+) -> PreparedTransaction:
+    """Under the operator lock: sign with the next nonce, record the hash, then send."""
+    with operator_lock():
+        prepared = prepare(chain.next_nonce())
+        for payment in payments:
+            payment.state = PaymentState.SENT
+            payment.tx_hash = prepared.tx_hash
+            payment.raw_tx = prepared.raw
+        db.session.commit()
+        chain.send(prepared)
+    return prepared
+
+
+def _receipt_of_sent(chain: EscrowChain, payment: Payment) -> dict | None:
+    """The receipt of a SENT payment's transaction, resending it if the chain lost it.
+
+    Returns None when the transaction can never be mined (its nonce went to
+    another): the caller puts the rows back to RECORDED.
+    """
+    assert payment.tx_hash is not None and payment.raw_tx is not None
+    if not chain.is_pending_or_mined(payment.tx_hash):
+        try:
+            chain.send(PreparedTransaction(payment.tx_hash, payment.raw_tx, nonce=-1))
+        except ChainRejected:
+            return None
+    return chain.wait_for_receipt(payment.tx_hash)
+
+
+# The lock
+
+
 def lock_job(job_id: str) -> None:
-    """Lock the job's estimate, then open its frames to the matchmaker."""
+    """Lock the job's estimate from the artist's escrow balance, then open its frames."""
     job = get_job(job_id)
     if job.state != JobState.LOCKING:
         return
-    payment = _record(job.id, PaymentKind.LOCK, job.estimate_wei, recipient=None)
-    if payment is not None:
-        try:
-            payment.reference = escrow_gateway().lock(job.id, job.estimate_wei)
-        except EscrowError as error:
-            db.session.delete(payment)
-            transition_job(job.id, {JobState.LOCKING}, JobState.LOCK_FAILED, lock_error=error.message)
-            db.session.commit()
-            return
-    transition_job(job.id, {JobState.LOCKING}, JobState.RENDERING)
+    chain = escrow_chain()
+    payment = _payment(job.id, PaymentKind.LOCK) or _record(
+        Payment(job_id=job.id, kind=PaymentKind.LOCK, amount_wei=job.estimate_wei, recipient="escrow")
+    )
+    assert payment is not None
+    try:
+        receipt = None
+        if payment.state == PaymentState.SENT:
+            receipt = _receipt_of_sent(chain, payment)
+        if receipt is None:
+            deadline = int(time.time()) + current_app.config["RONRENDER_LOCK_DEADLINE_S"]
+            prepared = _send(
+                chain,
+                [payment],
+                lambda nonce: chain.prepare_lock(
+                    job.id,
+                    job.artist_address or "",
+                    job.price_per_frame_wei,
+                    job.frames_total,
+                    deadline,
+                    nonce,
+                ),
+            )
+            receipt = chain.wait_for_receipt(prepared.tx_hash)
+        if receipt["status"] != 1:
+            raise ChainRejected("the lock transaction reverted")
+    except ChainRejected as refused:
+        payment.state = PaymentState.RECORDED
+        payment.tx_hash = payment.raw_tx = None
+        transition_job(job.id, {JobState.LOCKING}, JobState.AWAITING_PAYMENT, lock_error=refused.message)
+        db.session.commit()
+        return
+    except ChainUnavailable as waiting:
+        job.lock_error = f"waiting for the chain: {waiting.message}"
+        db.session.commit()
+        raise
+    payment.state = PaymentState.CONFIRMED
+    payment.confirmed_at = utc_now()
+    job.lock_error = None
+    moved = transition_job(job.id, {JobState.LOCKING}, JobState.RENDERING)
     db.session.commit()
+    if not moved:  # cancelled while the lock was in flight: give the money back
+        queues.enqueue_job_settlement(job.id)
 
 
-def release_frame(frame_id: int) -> None:
-    """Pay one verified frame to the node that rendered it, at most once."""
+# Releases
+
+
+def record_release(frame_id: int) -> None:
+    """A verified frame owes its price to the node that rendered it: record it, queue the send."""
     frame = db.session.get(Frame, frame_id)
     assert frame is not None and frame.current_attempt_id is not None
     attempt = db.session.get(Attempt, frame.current_attempt_id)
     assert attempt is not None
     job: Job = frame.job
-    payee = attempt.node.payout_address or f"node:{attempt.node_id}"
-    payment = _record(job.id, PaymentKind.RELEASE, job.price_per_frame_wei, payee, frame.number)
-    if payment is None:
-        return
-    payment.reference = escrow_gateway().release(job.id, frame.number, payee, job.price_per_frame_wei)
+    recorded = _record(
+        Payment(
+            job_id=job.id,
+            kind=PaymentKind.RELEASE,
+            frame_number=frame.number,
+            frame_index=(frame.number - job.frame_start) // job.frame_step,
+            amount_wei=job.price_per_frame_wei,
+            recipient=attempt.node.payout_address,
+        )
+    )
+    if recorded is not None:
+        queues.enqueue_releases(job.id)
+
+
+def send_releases(job_id: str) -> None:
+    """Send every recorded release of the job, in batches, and confirm them."""
+    chain = escrow_chain()
+    sent = db.session.scalars(
+        select(Payment).where(
+            Payment.job_id == job_id, Payment.kind == PaymentKind.RELEASE, Payment.state == PaymentState.SENT
+        )
+    ).all()
+    for tx_hash in dict.fromkeys(p.tx_hash for p in sent):
+        batch = [p for p in sent if p.tx_hash == tx_hash]
+        _settle_batch(chain, batch, _receipt_of_sent(chain, batch[0]))
+    while True:
+        batch = list(
+            db.session.scalars(
+                select(Payment)
+                .where(
+                    Payment.job_id == job_id,
+                    Payment.kind == PaymentKind.RELEASE,
+                    Payment.state == PaymentState.RECORDED,
+                )
+                .order_by(Payment.frame_index)
+                .limit(defaults.RELEASE_BATCH_FRAMES)
+            )
+        )
+        if not batch:
+            return
+        prepared = _send(
+            chain,
+            batch,
+            lambda nonce, batch=batch: chain.prepare_release(
+                job_id, [p.frame_index for p in batch], [p.recipient or "" for p in batch], nonce
+            ),
+        )
+        receipt = chain.wait_for_receipt(prepared.tx_hash)
+        if not _settle_batch(chain, batch, receipt):
+            raise ChainRejected(f"release transaction {prepared.tx_hash} reverted")
+
+
+def _settle_batch(chain: EscrowChain, batch: list[Payment], receipt: dict | None) -> bool:
+    """Mark the batch's frames that the chain shows settled CONFIRMED, the rest RECORDED again."""
+    settled = chain.settled_frames(receipt) if receipt is not None and receipt["status"] == 1 else set()
+    for payment in batch:
+        if payment.frame_index in settled:
+            payment.state = PaymentState.CONFIRMED
+            payment.confirmed_at = utc_now()
+        else:
+            payment.state = PaymentState.RECORDED
+            payment.tx_hash = payment.raw_tx = None
     db.session.commit()
+    return bool(settled)
+
+
+# Close: fee and refund
 
 
 def settle_job(job_id: str) -> None:
-    """After a job ends: charge the fee on what was released, refund the rest of the lock."""
+    """After a job ends: send what is still owed, then close it on chain, which
+    charges the fee on released frames once and refunds the rest to the artist."""
     job = get_job(job_id)
-    locked = paid_total(job_id, PaymentKind.LOCK)
-    if job.state not in {JobState.COMPLETED, JobState.CANCELLED} or locked == 0:
+    lock = _payment(job.id, PaymentKind.LOCK)
+    if job.state not in {JobState.COMPLETED, JobState.CANCELLED} or lock is None:
         return
-    released = paid_total(job_id, PaymentKind.RELEASE)
-    fee = fee_for(released, job.fee_bps)
-    refund = locked - released - fee
-    _record(job.id, PaymentKind.FEE, fee, recipient="platform")
-    payment = _record(job.id, PaymentKind.REFUND, refund, recipient="artist")
-    if payment is not None:
-        payment.reference = escrow_gateway().refund(job.id, refund)
+    chain = escrow_chain()
+    if lock.state == PaymentState.SENT:  # cancelled while the lock was in flight
+        receipt = _receipt_of_sent(chain, lock)
+        locked = receipt is not None and receipt["status"] == 1
+        lock.state = PaymentState.CONFIRMED if locked else PaymentState.RECORDED
         db.session.commit()
-
-
-def paid_total(job_id: str, kind: PaymentKind) -> int:
-    amounts = db.session.scalars(
-        select(Payment.amount_wei).where(Payment.job_id == job_id, Payment.kind == kind)
-    ).all()
-    return sum(amounts)
+    if lock.state != PaymentState.CONFIRMED:
+        return  # nothing was locked, nothing to give back
+    send_releases(job.id)
+    refund = _payment(job.id, PaymentKind.REFUND) or _record(
+        Payment(job_id=job.id, kind=PaymentKind.REFUND, amount_wei=0, recipient=job.artist_address)
+    )
+    assert refund is not None
+    if refund.state == PaymentState.CONFIRMED:
+        return
+    receipt = _receipt_of_sent(chain, refund) if refund.state == PaymentState.SENT else None
+    if receipt is None:
+        prepared = _send(chain, [refund], lambda nonce: chain.prepare_close(job.id, nonce))
+        receipt = chain.wait_for_receipt(prepared.tx_hash)
+    if receipt["status"] != 1:
+        raise ChainRejected(f"closing job {job.id} reverted")
+    amounts = chain.closed_amounts(receipt)
+    refund.amount_wei = amounts["refunded"]
+    refund.state = PaymentState.CONFIRMED
+    refund.confirmed_at = utc_now()
+    fee = _payment(job.id, PaymentKind.FEE) or Payment(
+        job_id=job.id, kind=PaymentKind.FEE, recipient="platform"
+    )
+    fee.amount_wei = amounts["fee"]
+    fee.state = PaymentState.CONFIRMED
+    fee.tx_hash = refund.tx_hash
+    fee.confirmed_at = utc_now()
+    db.session.add(fee)
+    db.session.commit()
 
 
 def money_summary(job_id: str) -> dict[str, int]:
-    return {kind.value.lower() + "_wei": paid_total(job_id, kind) for kind in PaymentKind}
+    """Confirmed amounts by kind, plus releases recorded or sent but not yet confirmed."""
+    rows = db.session.execute(
+        select(Payment.kind, Payment.state, Payment.amount_wei).where(Payment.job_id == job_id)
+    ).all()
+    summary = {f"{kind.value.lower()}_wei": 0 for kind in PaymentKind}
+    summary["release_pending_wei"] = 0
+    for kind, state, amount in rows:
+        if state == PaymentState.CONFIRMED:
+            summary[f"{kind.value.lower()}_wei"] += amount
+        elif kind == PaymentKind.RELEASE:
+            summary["release_pending_wei"] += amount
+    return summary
+
+
+def job_tx_hashes(job_id: str) -> list[str]:
+    hashes = db.session.scalars(
+        select(Payment.tx_hash)
+        .where(Payment.job_id == job_id, Payment.tx_hash.is_not(None))
+        .order_by(Payment.id)
+    ).all()
+    return list(dict.fromkeys(hashes))

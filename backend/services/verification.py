@@ -39,7 +39,7 @@ def verify_attempt(attempt_id: int) -> None:
         attempt.outcome = AttemptOutcome.VERIFIED if verified else AttemptOutcome.CANCELLED
         db.session.commit()
         if verified:
-            payments.release_frame(frame.id)
+            payments.record_release(frame.id)
     else:
         attempt.outcome = AttemptOutcome.REJECTED
         attempt.reason = f"{verdict.reason}: {verdict.detail}"

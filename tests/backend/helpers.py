@@ -8,10 +8,18 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from artist_cli.wallet import Wallet
+
 SCENES = "/api/v1/scenes"
 JOBS = "/api/v1/jobs"
 NODES = "/api/v1/nodes"
-CPU_NODE = {"name": "cpu-node", "cpu_cores": 2, "memory_bytes": 8 * 1024**3, "blender_version": "4.5.15 LTS"}
+CPU_NODE = {
+    "name": "cpu-node",
+    "cpu_cores": 2,
+    "memory_bytes": 8 * 1024**3,
+    "blender_version": "4.5.15 LTS",
+    "payout_address": "0x" + "11" * 20,
+}
 
 
 def upload(client: Any, path: Path) -> Any:
@@ -28,12 +36,22 @@ def ready_scene(client: Any, run_workers: Any, path: Path) -> str:
     return scene["sha256"]
 
 
-def rendering_job(client: Any, run_workers: Any, path: Path, **request: Any) -> dict[str, Any]:
-    """A job whose lock is confirmed, so its frames can be claimed."""
+def accept(client: Any, job_id: str, artist_key: str) -> Any:
+    """Sign the job's acceptance with the artist's key and send it."""
+    wallet = Wallet(bytes.fromhex(artist_key.removeprefix("0x")))
+    message = client.get(f"{JOBS}/{job_id}/acceptance", query_string={"artist_address": wallet.address}).json
+    body = {"artist_address": wallet.address, "signature": wallet.sign_typed_data(message)}
+    return client.post(f"{JOBS}/{job_id}/accept", json=body)
+
+
+def rendering_job(
+    client: Any, run_workers: Any, path: Path, escrow: dict[str, str], **request: Any
+) -> dict[str, Any]:
+    """A job whose lock is confirmed on chain, so its frames can be claimed."""
     sha256 = ready_scene(client, run_workers, path)
     created = client.post(JOBS, json={"scene_sha256": sha256, **request})
     assert created.status_code == 201, created.json
-    accepted = client.post(f"{JOBS}/{created.json['id']}/accept")
+    accepted = accept(client, created.json["id"], escrow["artist_key"])
     assert accepted.status_code == 202, accepted.json
     run_workers()
     job = client.get(f"{JOBS}/{created.json['id']}").json

@@ -16,6 +16,7 @@ from backend.services import matchmaker
 from tests.backend.helpers import (
     JOBS,
     NODES,
+    accept,
     black_png,
     claim,
     noise_png,
@@ -32,19 +33,19 @@ def frames_by_number(client, job_id):
     return {f["number"]: f for f in client.get(f"{JOBS}/{job_id}/frames").json["frames"]}
 
 
-def test_no_frame_goes_out_before_the_lock(client, run_workers, scene_files):
+def test_no_frame_goes_out_before_the_lock(client, run_workers, scene_files, escrow):
     sha256 = ready_scene(client, run_workers, scene_files["tiny"])
     job = client.post(JOBS, json={"scene_sha256": sha256}).json
     node = register(client)
     assert claim(client, node) is None
-    client.post(f"{JOBS}/{job['id']}/accept")
-    assert claim(client, node) is None  # LOCKING until the escrow task has run
+    assert accept(client, job["id"], escrow["artist_key"]).status_code == 202
+    assert claim(client, node) is None  # LOCKING until the lock is confirmed on chain
     run_workers()
     assert claim(client, node) is not None
 
 
-def test_each_claim_gets_a_different_frame(client, run_workers, scene_files):
-    job = rendering_job(client, run_workers, scene_files["tiny"])
+def test_each_claim_gets_a_different_frame(client, run_workers, scene_files, escrow):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow)
     nodes = [register(client, name=f"n{i}") for i in range(5)]
     claims = [claim(client, node) for node in nodes]
     numbers = [c["frame_number"] for c in claims if c]
@@ -53,8 +54,8 @@ def test_each_claim_gets_a_different_frame(client, run_workers, scene_files):
     assert {c["job_id"] for c in claims if c} == {job["id"]}
 
 
-def test_concurrent_claims_never_share_a_frame(app, client, run_workers, scene_files):
-    rendering_job(client, run_workers, scene_files["tiny"])
+def test_concurrent_claims_never_share_a_frame(app, client, run_workers, scene_files, escrow):
+    rendering_job(client, run_workers, scene_files["tiny"], escrow)
     nodes = [register(client, name=f"racer{i}") for i in range(8)]
     barrier = threading.Barrier(len(nodes))
     won: list[int] = []
@@ -80,9 +81,14 @@ def test_concurrent_claims_never_share_a_frame(app, client, run_workers, scene_f
     assert db.session.query(Attempt).count() == 4
 
 
-def test_requirements_decide_who_gets_work(client, run_workers, scene_files):
+def test_requirements_decide_who_gets_work(client, run_workers, scene_files, escrow):
     rendering_job(
-        client, run_workers, scene_files["tiny"], required_device="GPU", required_memory_bytes=4 * 1024**3
+        client,
+        run_workers,
+        scene_files["tiny"],
+        escrow,
+        required_device="GPU",
+        required_memory_bytes=4 * 1024**3,
     )
     cpu_only = register(client)
     old_blender_gpu = register(
@@ -98,8 +104,8 @@ def test_requirements_decide_who_gets_work(client, run_workers, scene_files):
     assert claim(client, big_gpu) is not None
 
 
-def test_verified_frame_is_paid_once_and_downloadable(client, run_workers, scene_files, tmp_path):
-    job = rendering_job(client, run_workers, scene_files["tiny"], frame_start=1, frame_end=1)
+def test_verified_frame_is_paid_once_and_downloadable(client, run_workers, scene_files, tmp_path, escrow):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
     node = register(client, payout_address="0x" + "ab" * 20)
     assignment = claim(client, node)
     beat = client.post(
@@ -148,9 +154,9 @@ def test_verified_frame_is_paid_once_and_downloadable(client, run_workers, scene
 
 
 def test_rejected_frames_go_back_then_fail_and_are_never_paid(
-    app, client, run_workers, scene_files, tmp_path
+    app, client, run_workers, scene_files, tmp_path, escrow
 ):
-    job = rendering_job(client, run_workers, scene_files["tiny"], frame_start=2, frame_end=2)
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=2, frame_end=2)
     node = register(client)
     black = black_png(tmp_path / "black.png", 64, 36)
     for attempt_number in range(1, 4):
@@ -171,8 +177,8 @@ def test_rejected_frames_go_back_then_fail_and_are_never_paid(
     assert final["money"]["refund_wei"] == job["estimate_wei"]
 
 
-def test_wrong_size_is_rejected_with_its_reason(client, run_workers, scene_files, tmp_path):
-    job = rendering_job(client, run_workers, scene_files["tiny"], frame_start=1, frame_end=1)
+def test_wrong_size_is_rejected_with_its_reason(client, run_workers, scene_files, tmp_path, escrow):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
     assignment = claim(client, register(client))
     put_output(client, assignment, noise_png(tmp_path / "big.png", 128, 72))
     run_workers()
@@ -181,8 +187,8 @@ def test_wrong_size_is_rejected_with_its_reason(client, run_workers, scene_files
     assert frame["last_rejection"] == "WRONG_RESOLUTION: 128x72, expected 64x36"
 
 
-def test_upload_without_the_lease_is_refused(app, client, run_workers, scene_files, tmp_path):
-    rendering_job(client, run_workers, scene_files["tiny"], frame_start=1, frame_end=1)
+def test_upload_without_the_lease_is_refused(app, client, run_workers, scene_files, tmp_path, escrow):
+    rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
     node = register(client)
     assignment = claim(client, node)
     image = noise_png(tmp_path / "f.png", 64, 36)
@@ -205,8 +211,8 @@ def test_upload_without_the_lease_is_refused(app, client, run_workers, scene_fil
     assert again["attempt_id"] != assignment["attempt_id"]
 
 
-def test_render_failure_is_recorded_and_the_frame_retried(client, run_workers, scene_files):
-    job = rendering_job(client, run_workers, scene_files["tiny"], frame_start=3, frame_end=3)
+def test_render_failure_is_recorded_and_the_frame_retried(client, run_workers, scene_files, escrow):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=3, frame_end=3)
     node = register(client)
     assignment = claim(client, node)
     response = client.post(
@@ -222,8 +228,8 @@ def test_render_failure_is_recorded_and_the_frame_retried(client, run_workers, s
     assert attempt.log_tail == "Segmentation fault"
 
 
-def test_cancel_stops_work_and_refunds_the_lock(client, run_workers, scene_files, tmp_path):
-    job = rendering_job(client, run_workers, scene_files["tiny"])
+def test_cancel_stops_work_and_refunds_the_lock(client, run_workers, scene_files, tmp_path, escrow):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow)
     node = register(client)
     assignment = claim(client, node)
     cancelled = client.post(f"{JOBS}/{job['id']}/cancel")

@@ -24,6 +24,7 @@ def ronrender(farm, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
         stdin=subprocess.DEVNULL,
+        env=farm.env,
     )
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from local_farm import LOCAL_KEYSTORE_PASSWORD
 
 from artist_cli.artist_client import ArtistClient
+from artist_cli.wallet import Wallet
 from node_runner.service import NodeConfig, NodeService
 from tests.conftest import make_scene
 from tests.system.conftest import free_port
@@ -27,7 +29,9 @@ def submit(farm, scene: Path, **request) -> str:
     sha256 = client.upload_scene(scene, lambda _n: None)["sha256"]
     assert client.wait_for_scene(sha256)["state"] == "READY"
     job = client.create_job({"scene_sha256": sha256, **request})
-    client.accept_job(job["id"])
+    wallet = Wallet.open(farm.artist_keystore, LOCAL_KEYSTORE_PASSWORD)
+    message = client.acceptance_message(job["id"], wallet.address)
+    client.accept_job(job["id"], wallet.address, wallet.sign_typed_data(message))
     return job["id"]
 
 
@@ -52,7 +56,7 @@ def frames(farm, job_id: str) -> list[dict]:
 def start_node(url: str, work_dir: Path) -> tuple[NodeService, threading.Thread]:
     service = NodeService(
         NodeConfig(backend_url=url, name="in-process", work_dir=work_dir, threads=1, idle_poll_interval_s=0.2,
-                   heartbeat_interval_s=1.0)
+                   heartbeat_interval_s=1.0, payout_address="0x" + "77" * 20)
     )  # fmt: skip
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
@@ -102,7 +106,7 @@ def test_sigterm_hands_the_frame_back(start_farm, tmp_path):
     job_id = submit(farm, slow_scene)
     node_runner = str(Path(sys.executable).parent / "ronrender-node")
     node = subprocess.Popen(
-        [node_runner, "run", "--backend", farm.url, "--name", "leaver",
+        [node_runner, "run", "--backend", farm.url, "--name", "leaver", "--payout-address", "0x" + "66" * 20,
          "--work-dir", str(tmp_path / "node"), "--threads", "1", "--heartbeat-interval", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -87,5 +87,5 @@ def test_states_travel_as_plain_text():
 
 
 def test_final_job_states():
-    assert frozenset({JobState.LOCK_FAILED, JobState.COMPLETED, JobState.CANCELLED}) == FINAL_JOB_STATES
+    assert frozenset({JobState.COMPLETED, JobState.CANCELLED}) == FINAL_JOB_STATES
     assert JobState.RENDERING not in FINAL_JOB_STATES

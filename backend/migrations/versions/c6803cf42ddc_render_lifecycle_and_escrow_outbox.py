@@ -1,8 +1,8 @@
-"""render lifecycle: scene files, jobs, frames, nodes, attempts, payments
+"""render lifecycle and escrow outbox
 
-Revision ID: 76166fdbb6ab
+Revision ID: c6803cf42ddc
 Revises: 
-Create Date: 2026-11-25 13:17:27.189717
+Create Date: 2026-11-25 13:36:50.724001
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import backend.models
 
 
 # revision identifiers, used by Alembic.
-revision = '76166fdbb6ab'
+revision = 'c6803cf42ddc'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -47,7 +47,7 @@ def upgrade():
     op.create_table('jobs',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('scene_sha256', sa.String(length=64), nullable=False),
-    sa.Column('state', sa.Enum('AWAITING_ACCEPTANCE', 'LOCKING', 'LOCK_FAILED', 'RENDERING', 'COMPLETED', 'CANCELLED', name='jobstate', native_enum=False, length=32), nullable=False),
+    sa.Column('state', sa.Enum('AWAITING_ACCEPTANCE', 'LOCKING', 'AWAITING_PAYMENT', 'RENDERING', 'COMPLETED', 'CANCELLED', name='jobstate', native_enum=False, length=32), nullable=False),
     sa.Column('frame_start', sa.Integer(), nullable=False),
     sa.Column('frame_end', sa.Integer(), nullable=False),
     sa.Column('frame_step', sa.Integer(), nullable=False),
@@ -64,6 +64,9 @@ def upgrade():
     sa.Column('price_per_frame_wei', backend.models.Wei(length=80), nullable=False),
     sa.Column('fee_bps', sa.Integer(), nullable=False),
     sa.Column('estimate_wei', backend.models.Wei(length=80), nullable=False),
+    sa.Column('estimated_render_us_per_frame', sa.BigInteger(), nullable=False),
+    sa.Column('safety_margin_percent', sa.Integer(), nullable=False),
+    sa.Column('artist_address', sa.String(length=42), nullable=True),
     sa.Column('lock_error', sa.Text(), nullable=True),
     sa.Column('created_at', backend.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('finished_at', backend.models.UtcDateTime(timezone=True), nullable=True),
@@ -71,6 +74,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_jobs_artist_address'), ['artist_address'], unique=False)
         batch_op.create_index(batch_op.f('ix_jobs_scene_sha256'), ['scene_sha256'], unique=False)
         batch_op.create_index(batch_op.f('ix_jobs_state'), ['state'], unique=False)
 
@@ -95,17 +99,23 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('job_id', sa.String(length=32), nullable=False),
     sa.Column('frame_number', sa.Integer(), nullable=False),
+    sa.Column('frame_index', sa.Integer(), nullable=False),
     sa.Column('kind', sa.Enum('LOCK', 'RELEASE', 'FEE', 'REFUND', name='paymentkind', native_enum=False, length=32), nullable=False),
+    sa.Column('state', sa.Enum('RECORDED', 'SENT', 'CONFIRMED', name='paymentstate', native_enum=False, length=32), nullable=False),
     sa.Column('amount_wei', backend.models.Wei(length=80), nullable=False),
     sa.Column('recipient', sa.String(length=64), nullable=True),
-    sa.Column('reference', sa.String(length=128), nullable=True),
+    sa.Column('tx_hash', sa.String(length=66), nullable=True),
+    sa.Column('raw_tx', sa.Text(), nullable=True),
     sa.Column('created_at', backend.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('confirmed_at', backend.models.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_payments_job_id_jobs')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_payments')),
     sa.UniqueConstraint('job_id', 'frame_number', 'kind', name=op.f('uq_payments_job_id'))
     )
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_payments_job_id'), ['job_id'], unique=False)
+        batch_op.create_index('ix_payments_state_kind', ['state', 'kind'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payments_tx_hash'), ['tx_hash'], unique=False)
 
     op.create_table('attempts',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -141,6 +151,8 @@ def downgrade():
 
     op.drop_table('attempts')
     with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payments_tx_hash'))
+        batch_op.drop_index('ix_payments_state_kind')
         batch_op.drop_index(batch_op.f('ix_payments_job_id'))
 
     op.drop_table('payments')
@@ -152,6 +164,7 @@ def downgrade():
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_jobs_state'))
         batch_op.drop_index(batch_op.f('ix_jobs_scene_sha256'))
+        batch_op.drop_index(batch_op.f('ix_jobs_artist_address'))
 
     op.drop_table('jobs')
     op.drop_table('scene_files')

@@ -1,0 +1,90 @@
+"""The artist's wallet, on the artist's machine: an encrypted keystore that signs
+job acceptances and sends deposits, caps and withdrawals to the escrow contract.
+The key never leaves this process."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from web3 import Web3
+
+KEYSTORE_ENV = "RONRENDER_KEYSTORE"
+PASSWORD_ENV = "RONRENDER_KEYSTORE_PASSWORD"
+
+
+class Wallet:
+    def __init__(self, key: bytes) -> None:
+        self.account = Account.from_key(key)
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    @classmethod
+    def create(cls, keystore: Path, password: str) -> Wallet:
+        account = Account.create()
+        keystore.parent.mkdir(parents=True, exist_ok=True)
+        keystore.write_text(json.dumps(Account.encrypt(account.key, password)))
+        os.chmod(keystore, 0o600)
+        return cls(account.key)
+
+    @classmethod
+    def import_key(cls, keystore: Path, password: str, private_key: str) -> Wallet:
+        keystore.parent.mkdir(parents=True, exist_ok=True)
+        keystore.write_text(json.dumps(Account.encrypt(private_key, password)))
+        os.chmod(keystore, 0o600)
+        return cls(bytes.fromhex(private_key.removeprefix("0x")))
+
+    @classmethod
+    def open(cls, keystore: Path, password: str) -> Wallet:
+        return cls(Account.decrypt(json.loads(keystore.read_text()), password))
+
+    def sign_typed_data(self, typed_data: dict[str, Any]) -> str:
+        signed = self.account.sign_message(encode_typed_data(full_message=typed_data))
+        return "0x" + signed.signature.hex().removeprefix("0x")
+
+
+class EscrowWallet:
+    """The artist's side of the escrow contract, over the chain's public RPC."""
+
+    def __init__(self, wallet: Wallet, escrow: dict[str, Any]) -> None:
+        self.wallet = wallet
+        self.w3 = Web3(Web3.HTTPProvider(escrow["rpc_url"], request_kwargs={"timeout": 30}))
+        if self.w3.eth.chain_id != escrow["chain_id"]:
+            raise RuntimeError(
+                f"the RPC serves chain {self.w3.eth.chain_id}, the backend says {escrow['chain_id']}"
+            )
+        self.contract = self.w3.eth.contract(address=escrow["contract_address"], abi=escrow["abi"])
+
+    def chain_balance(self) -> int:
+        return self.w3.eth.get_balance(self.wallet.address)
+
+    def deposit(self, amount_wei: int) -> str:
+        return self._transact(self.contract.functions.deposit(), value=amount_wei)
+
+    def set_spending_cap(self, cap_wei: int) -> str:
+        return self._transact(self.contract.functions.setSpendingCap(cap_wei))
+
+    def withdraw(self, amount_wei: int) -> str:
+        return self._transact(self.contract.functions.withdraw(amount_wei))
+
+    def _transact(self, call: Any, value: int = 0) -> str:
+        transaction = call.build_transaction(
+            {
+                "from": self.wallet.address,
+                "value": value,
+                "nonce": self.w3.eth.get_transaction_count(self.wallet.address, "pending"),
+                "chainId": self.w3.eth.chain_id,
+            }
+        )
+        signed = self.wallet.account.sign_transaction(transaction)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"transaction {tx_hash.hex()} reverted")
+        return "0x" + bytes(tx_hash).hex().removeprefix("0x")
