@@ -3,14 +3,22 @@ the lock as the gate, AWAITING_PAYMENT, per-frame releases read back from chain.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from web3 import Web3
 
+from artist_cli.wallet import Wallet
+from backend.errors import ChainUnavailable
+from backend.escrow_chain import EscrowChain
 from backend.extensions import db
 from backend.models import Payment
+from backend.services import payments, verification
+from backend.services.chain_access import escrow_chain
 from tests.backend.helpers import (
     JOBS,
     accept,
+    black_png,
     claim,
     noise_png,
     put_output,
@@ -84,7 +92,6 @@ def test_acceptance_must_be_signed_by_the_artist(client, run_workers, scene_file
     message = client.get(
         f"{JOBS}/{job['id']}/acceptance", query_string={"artist_address": escrow["artist_address"]}
     )
-    from artist_cli.wallet import Wallet
 
     forged = Wallet(bytes(impostor.key)).sign_typed_data(message.json)
     response = client.post(
@@ -106,3 +113,51 @@ def test_cancel_refunds_everything_on_chain(client, run_workers, scene_files, es
     on_chain = client.get(f"{JOBS}/{job['id']}/escrow").json
     assert on_chain["refunded_wei"] == job["estimate_wei"]
     assert on_chain["paid_wei_by_node"] == {}
+
+
+def test_a_rejected_frame_is_paid_once_to_the_node_that_rerendered_it(
+    client, run_workers, scene_files, tmp_path, escrow
+):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    cheater = register(client, name="cheater", payout_address="0x" + "c0" * 20)
+    honest = register(client, name="honest", payout_address="0x" + "d0" * 20)
+    first = claim(client, cheater)
+    put_output(client, first, black_png(tmp_path / "black.png", 64, 36))
+    run_workers()
+    second = claim(client, honest)
+    assert second["frame_number"] == 1
+    put_output(client, second, noise_png(tmp_path / "good.png", 64, 36))
+    run_workers()
+    on_chain = client.get(f"{JOBS}/{job['id']}/escrow").json
+    assert on_chain["paid_wei_by_node"] == {
+        Web3.to_checksum_address("0x" + "d0" * 20): job["price_per_frame_wei"]
+    }
+
+
+def test_a_crash_after_recording_a_release_resends_the_same_transaction(
+    app, client, run_workers, scene_files, tmp_path, escrow, monkeypatch
+):
+    """The worker died after signing and recording a release, before sending it."""
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    assignment = claim(client, register(client, payout_address="0x" + "e0" * 20))
+    put_output(client, assignment, noise_png(tmp_path / "good.png", 64, 36))
+    verification.verify_attempt(assignment["attempt_id"])  # records the release
+    chain = escrow_chain()
+    impatient = EscrowChain(dataclasses.replace(chain.config, receipt_timeout_s=0.5))
+    monkeypatch.setitem(app.extensions, "ronrender_escrow_chain", impatient)
+    monkeypatch.setattr(impatient, "send", lambda prepared: None)  # the crash: nothing reaches the chain
+    with pytest.raises(ChainUnavailable, match="not confirmed"):
+        payments.send_releases(job["id"])
+    recorded = db.session.query(Payment).filter_by(kind="RELEASE").one()
+    assert recorded.state == "SENT" and recorded.tx_hash
+    tx_hash = recorded.tx_hash
+
+    monkeypatch.setitem(app.extensions, "ronrender_escrow_chain", chain)
+    payments.send_releases(job["id"])  # the retry resends the very same signed transaction
+    db.session.refresh(recorded)
+    assert (recorded.state, recorded.tx_hash) == ("CONFIRMED", tx_hash)
+    on_chain = client.get(f"{JOBS}/{job['id']}/escrow").json
+    assert on_chain["paid_wei_by_node"] == {
+        Web3.to_checksum_address("0x" + "e0" * 20): job["price_per_frame_wei"]
+    }
+    assert tx_hash in on_chain["tx_hashes"]
