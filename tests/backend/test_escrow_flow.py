@@ -161,3 +161,22 @@ def test_a_crash_after_recording_a_release_resends_the_same_transaction(
         Web3.to_checksum_address("0x" + "e0" * 20): job["price_per_frame_wei"]
     }
     assert tx_hash in on_chain["tx_hashes"]
+
+
+def test_a_chain_id_mismatch_is_refused(app, client):
+    app.config["RONRENDER_CHAIN_ID"] = 2020  # configured for Ronin mainnet, pointed at the dev chain
+    app.extensions.pop("ronrender_escrow_chain", None)
+    response = client.get("/api/v1/escrow")
+    assert response.status_code == 422
+    assert response.json["reason"] == "CHAIN_REJECTED"
+    assert "not the configured 2020" in response.json["message"]
+
+
+def test_escrow_info_and_wallet_balance(client, escrow):
+    info = client.get("/api/v1/escrow").json
+    assert info["contract_address"] == escrow["address"]
+    assert info["fee_bps"] == 500
+    assert any(entry.get("name") == "deposit" for entry in info["abi"])
+    wallet = client.get(f"/api/v1/escrow/wallets/{escrow['artist_address']}").json
+    assert wallet["free_balance_wei"] == str(100 * 10**18)
+    assert client.get("/api/v1/escrow/wallets/not-an-address").status_code == 400
