@@ -27,7 +27,12 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RONRENDER_MAX_RENDER_OUTPUT_BYTES": int(
             env.get("RONRENDER_MAX_RENDER_OUTPUT_BYTES", defaults.MAX_RENDER_OUTPUT_BYTES)
         ),
-        "RONRENDER_LEASE_DURATION_S": int(env.get("RONRENDER_LEASE_DURATION_S", defaults.LEASE_DURATION_S)),
+        "RONRENDER_OFFLINE_AFTER_S": float(env.get("RONRENDER_OFFLINE_AFTER_S", defaults.OFFLINE_AFTER_S)),
+        "RONRENDER_FRAME_TIME_LIMIT_S": int(
+            env.get("RONRENDER_FRAME_TIME_LIMIT_S", defaults.FRAME_TIME_LIMIT_S)
+        ),
+        "RONRENDER_SWEEP_INTERVAL_S": float(env.get("RONRENDER_SWEEP_INTERVAL_S", defaults.SWEEP_INTERVAL_S)),
+        "RONRENDER_ADMIN_TOKEN": env.get("RONRENDER_ADMIN_TOKEN", ""),
         "RONRENDER_MAX_FRAME_FAILURES": int(
             env.get("RONRENDER_MAX_FRAME_FAILURES", defaults.MAX_FRAME_FAILURES)
         ),

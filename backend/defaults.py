@@ -9,10 +9,23 @@ MAX_SCENE_UPLOAD_BYTES = 2 * 1024**3
 MAX_RENDER_OUTPUT_BYTES = 512 * 1024**2
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 
-LEASE_DURATION_S = 180
+# A node not heard from for this long is OFFLINE, and its lease is gone with it.
+OFFLINE_AFTER_S = 180
 FRAME_TIME_LIMIT_S = 3600
+SWEEP_INTERVAL_S = 10.0
 MAX_FRAME_FAILURES = 3
 CLAIM_CANDIDATES = 16
+# A node that failed, dropped or timed out this many frames of a job gets no more of it.
+JOB_BLOCKLIST_AFTER_FAILURES = 2
+
+# Reputation = (verified + PRIOR) / (verified + PRIOR + weighted misses), in (0, 1].
+REPUTATION_PRIOR_FRAMES = 10
+REPUTATION_WEIGHT_REJECTED = 2
+REPUTATION_WEIGHT_TIMEOUT = 2
+REPUTATION_WEIGHT_DROPPED = 3
+REPUTATION_SUSPEND_BELOW = 0.5
+# Frames handed back after a failure go only to nodes at least this reputable.
+REPUTATION_FOR_RETRIES = 0.8
 
 ANALYSIS_TIME_LIMIT_S = 300
 ANALYSIS_QUEUE = "analysis"

@@ -72,6 +72,18 @@ class LeaseNotHeld(RonRenderError):
     reason = "LEASE_NOT_HELD"
 
 
+class NodeSuspended(RonRenderError):
+    """The node's reputation fell below the threshold; an admin must review it."""
+
+    status = 403
+    reason = "NODE_SUSPENDED"
+
+
+class AdminOnly(RonRenderError):
+    status = 401
+    reason = "ADMIN_ONLY"
+
+
 class EscrowError(RonRenderError):
     status = 502
     reason = "ESCROW_ERROR"

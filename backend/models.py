@@ -158,6 +158,8 @@ class Frame(db.Model):
     number: Mapped[int] = mapped_column(Integer)
     state: Mapped[FrameState] = mapped_column(_enum(FrameState), default=FrameState.PENDING)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    # 1 for a frame handed back (a dropped, failed or rejected attempt): claimed before fresh ones.
+    priority: Mapped[int] = mapped_column(Integer, default=0)
     current_attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     output_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_rejection: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -179,7 +181,13 @@ class Node(db.Model):
     max_gpu_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     blender_version: Mapped[str] = mapped_column(String(32))
     blender_version_number: Mapped[int] = mapped_column(Integer)
-    state: Mapped[NodeState] = mapped_column(_enum(NodeState), default=NodeState.ONLINE)
+    state: Mapped[NodeState] = mapped_column(_enum(NodeState), default=NodeState.ONLINE, index=True)
+    frames_verified: Mapped[int] = mapped_column(Integer, default=0)
+    frames_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    frames_failed: Mapped[int] = mapped_column(Integer, default=0)
+    frames_timed_out: Mapped[int] = mapped_column(Integer, default=0)
+    frames_dropped: Mapped[int] = mapped_column(Integer, default=0)
+    suspended_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     registered_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 

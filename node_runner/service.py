@@ -75,6 +75,12 @@ class NodeService:
         assert self.node_id is not None
         try:
             return self.client.claim(self.node_id)
+        except ApiError as error:
+            if error.reason != "NODE_SUSPENDED":
+                raise
+            log.warning("%s; asking again in %.0f s", error.message, defaults.SUSPENDED_RETRY_S)
+            self.stop.wait(defaults.SUSPENDED_RETRY_S)
+            return None
         except Exception as error:
             if not is_transient(error):
                 raise

@@ -1,6 +1,6 @@
 """A local farm on this machine: a local EVM dev chain with the escrow contract
-deployed, database migrations, the backend (gunicorn), RQ workers and render
-nodes, each a child process, all stopped together. The artist's wallet (an
+deployed, database migrations, the backend (gunicorn), RQ workers, the sweeper
+and render nodes, each a child process, all stopped together. The artist's wallet (an
 encrypted keystore) is created and funded through the `ronrender wallet` CLI,
 and each node gets its own payout address.
 
@@ -49,6 +49,8 @@ class LocalFarm:
         queue_prefix: str = "ronrender",
         database_url: str | None = None,
         heartbeat_interval_s: float = 15.0,
+        offline_after_s: float = 180.0,
+        sweep_interval_s: float = 10.0,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
@@ -64,6 +66,8 @@ class LocalFarm:
                 "RONRENDER_REDIS_URL": redis_url,
                 "RONRENDER_QUEUE_PREFIX": queue_prefix,
                 "RONRENDER_URL": self.url,
+                "RONRENDER_OFFLINE_AFTER_S": str(offline_after_s),
+                "RONRENDER_SWEEP_INTERVAL_S": str(sweep_interval_s),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -126,6 +130,7 @@ class LocalFarm:
                     *queues,
                 ],
             )  # fmt: skip
+        self._spawn("sweeper", [str(VENV_BIN / "ronrender-sweeper")])
         self._wait_for_backend()
         self._fund_artist()
         for index in range(self.nodes):

@@ -110,6 +110,7 @@ def escrow(chain: LocalChain) -> dict[str, str]:
     address = chain.deploy_escrow(operator.address, fee_recipient.address, key=owner.key.to_0x_hex())
     contract = chain.contract(address)
     artist_key = artist.key.to_0x_hex()
+    chain.fund(artist.address, ARTIST_DEPOSIT_WEI)  # every test deposits anew: top the wallet up
     chain.transact(contract.functions.deposit(), artist_key, value=ARTIST_DEPOSIT_WEI)
     chain.transact(contract.functions.setSpendingCap(ARTIST_DEPOSIT_WEI), artist_key)
     return {

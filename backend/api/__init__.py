@@ -11,9 +11,9 @@ from backend.errors import RonRenderError
 
 
 def register_api(app: APIFlask) -> None:
-    from backend.api import attempts, escrow, jobs, nodes, scenes
+    from backend.api import admin, attempts, escrow, jobs, nodes, scenes
 
-    for module in (scenes, jobs, nodes, attempts, escrow):
+    for module in (scenes, jobs, nodes, attempts, escrow, admin):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(RonRenderError)

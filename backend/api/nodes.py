@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
+from flask import current_app
 
 from backend.api.schemas import AssignmentOut, HeartbeatIn, HeartbeatOut, NodeOut, NodeRegisterIn
-from backend.defaults import FRAME_TIME_LIMIT_S
 from backend.services import heartbeats, matchmaker
 from shared.protocol import API_PREFIX
 
@@ -63,5 +63,5 @@ def claim(node_id: str) -> Any:
             "width": job.output_width,
             "height": job.output_height,
         },
-        "time_limit_s": FRAME_TIME_LIMIT_S,
+        "time_limit_s": current_app.config["RONRENDER_FRAME_TIME_LIMIT_S"],
     }

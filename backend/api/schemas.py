@@ -4,9 +4,10 @@ builds the OpenAPI document from them. Wei amounts travel as decimal strings."""
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import DateTime, Dict, Float, Integer, List, Nested, String
+from apiflask.fields import DateTime, Dict, Float, Function, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 
+from backend.services import reputation
 from shared.states import DeviceType, OutputFormat, RenderEngine
 
 SHA256 = Regexp(r"^[0-9a-f]{64}$", error="must be a lowercase hex sha256")
@@ -103,6 +104,13 @@ class NodeOut(Schema):
     id = String()
     name = String()
     state = String()
+    reputation = Function(lambda node: reputation.score(node))
+    suspended_reason = String(allow_none=True)
+    frames_verified = Integer()
+    frames_rejected = Integer()
+    frames_failed = Integer()
+    frames_timed_out = Integer()
+    frames_dropped = Integer()
     cpu_cores = Integer()
     memory_bytes = Integer()
     gpus = List(Dict())
@@ -188,3 +196,7 @@ class JobEscrowOut(Schema):
     fee_wei = String()
     refunded_wei = String()
     tx_hashes = List(String())
+
+
+class NodesOut(Schema):
+    nodes = List(Nested(NodeOut))

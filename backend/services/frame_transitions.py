@@ -53,5 +53,6 @@ def requeue_or_fail(frame: Frame, *, counts_as_failure: bool, reason: str | None
         values["last_rejection"] = reason
     if target == FrameState.PENDING:
         values["current_attempt_id"] = None
+        values["priority"] = 1
     transition_frame(frame.id, target, **values)
     return target

@@ -21,7 +21,7 @@ def record_heartbeat(node_id: str, slots: list[dict[str, Any]]) -> list[int]:
     now = utc_now()
     node.last_heartbeat_at = now
     node.state = NodeState.ONLINE
-    lease_s = current_app.config["RONRENDER_LEASE_DURATION_S"]
+    lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
     abandon = []
     for slot in slots:
         attempt = db.session.get(Attempt, slot["attempt_id"])

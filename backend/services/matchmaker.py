@@ -1,8 +1,10 @@
 """Registering nodes and handing each asking node the best frame it can render.
 
-A claim takes the first candidate frame whose guarded transition
-PENDING -> ASSIGNED succeeds. On PostgreSQL the one candidate is locked with
-SKIP LOCKED, so racing claims do not even contend; SQLite serialises writers.
+Frames handed back after a miss are claimed first, by reputable nodes only;
+a node that missed a job too often is kept off it. A claim takes the first
+candidate frame whose guarded transition PENDING -> ASSIGNED succeeds. On
+PostgreSQL the one candidate is locked with SKIP LOCKED, so racing claims do
+not even contend; SQLite serialises writers.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, false, func, or_, select
 
 from backend import defaults
-from backend.errors import NotFound
+from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, utc_now
+from backend.services import reputation
 from backend.services.frame_transitions import transition_frame
-from shared.states import DeviceType, FrameState, JobState, NodeState
+from shared.states import AttemptOutcome, DeviceType, FrameState, JobState, NodeState
 
 
 @dataclass(frozen=True)
@@ -85,18 +88,43 @@ def _fits(node: Node) -> Any:
     return and_(or_(on_cpu, on_gpu), Job.min_blender_version <= node.blender_version_number)
 
 
+def _blocked_jobs(node: Node) -> Any:
+    """Jobs this node missed too often (failed, rejected, dropped or timed out): it gets no more of them."""
+    misses = [AttemptOutcome.FAILED, AttemptOutcome.REJECTED, AttemptOutcome.EXPIRED]
+    return (
+        select(Frame.job_id)
+        .join(Attempt, Attempt.frame_id == Frame.id)
+        .where(Attempt.node_id == node.id, Attempt.outcome.in_(misses))
+        .group_by(Frame.job_id)
+        .having(func.count() >= defaults.JOB_BLOCKLIST_AFTER_FAILURES)
+    )
+
+
 def claim_frame(node_id: str) -> Claim | None:
-    """Give the node one frame under a new lease, or None when nothing fits."""
+    """Give the node one frame under a new lease, or None when nothing fits.
+
+    Frames handed back after a miss come first, and go only to reputable nodes;
+    a suspended node gets nothing.
+    """
     node = get_node(node_id)
+    if node.suspended_reason:
+        raise NodeSuspended(f"node {node.id} is suspended: {node.suspended_reason}")
     now = utc_now()
     node.last_heartbeat_at = now
     node.state = NodeState.ONLINE
     candidates = (
         select(Frame.id)
         .join(Job, Job.id == Frame.job_id)
-        .where(Frame.state == FrameState.PENDING, Job.state == JobState.RENDERING, _fits(node))
-        .order_by(Job.created_at, Frame.failures.desc(), Frame.number)
+        .where(
+            Frame.state == FrameState.PENDING,
+            Job.state == JobState.RENDERING,
+            _fits(node),
+            Frame.job_id.not_in(_blocked_jobs(node)),
+        )
+        .order_by(Frame.priority.desc(), Job.created_at, Frame.number)
     )
+    if reputation.score(node) < defaults.REPUTATION_FOR_RETRIES:
+        candidates = candidates.where(Frame.priority == 0)
     if db.engine.dialect.name == "postgresql":
         # Lock only the one frame we take; racing claims skip it and take the next.
         candidates = candidates.limit(1).with_for_update(skip_locked=True, of=Frame)
@@ -105,7 +133,7 @@ def claim_frame(node_id: str) -> Claim | None:
     for frame_id in db.session.scalars(candidates).all():
         if not transition_frame(frame_id, FrameState.ASSIGNED, expect=[FrameState.PENDING]):
             continue
-        lease_s = current_app.config["RONRENDER_LEASE_DURATION_S"]
+        lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
         attempt = Attempt(
             frame_id=frame_id,
             node_id=node.id,

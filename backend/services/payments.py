@@ -50,9 +50,18 @@ def _record(payment: Payment) -> Payment | None:
 
 def _send(
     chain: EscrowChain, payments: list[Payment], prepare: Callable[[int], PreparedTransaction]
-) -> PreparedTransaction:
-    """Under the operator lock: sign with the next nonce, record the hash, then send."""
+) -> dict | None:
+    """Under the operator lock: sign with the next nonce, record the hash, send; then
+    wait for the receipt (outside the lock).
+
+    Returns None, sending nothing, when another worker got to these payments first
+    (they are no longer RECORDED); the caller looks again.
+    """
     with operator_lock():
+        for payment in payments:
+            db.session.refresh(payment)
+        if any(payment.state != PaymentState.RECORDED for payment in payments):
+            return None
         prepared = prepare(chain.next_nonce())
         for payment in payments:
             payment.state = PaymentState.SENT
@@ -60,7 +69,7 @@ def _send(
             payment.raw_tx = prepared.raw
         db.session.commit()
         chain.send(prepared)
-    return prepared
+    return chain.wait_for_receipt(prepared.tx_hash)
 
 
 def _receipt_of_sent(chain: EscrowChain, payment: Payment) -> dict | None:
@@ -92,12 +101,10 @@ def lock_job(job_id: str) -> None:
     )
     assert payment is not None
     try:
-        receipt = None
-        if payment.state == PaymentState.SENT:
-            receipt = _receipt_of_sent(chain, payment)
+        receipt = _receipt_of_sent(chain, payment) if payment.state == PaymentState.SENT else None
         if receipt is None:
             deadline = int(time.time()) + current_app.config["RONRENDER_LOCK_DEADLINE_S"]
-            prepared = _send(
+            receipt = _send(
                 chain,
                 [payment],
                 lambda nonce: chain.prepare_lock(
@@ -109,7 +116,8 @@ def lock_job(job_id: str) -> None:
                     nonce,
                 ),
             )
-            receipt = chain.wait_for_receipt(prepared.tx_hash)
+        if receipt is None:
+            raise ChainUnavailable("another worker is sending this lock")
         if receipt["status"] != 1:
             raise ChainRejected("the lock transaction reverted")
     except ChainRejected as refused:
@@ -181,16 +189,17 @@ def send_releases(job_id: str) -> None:
         )
         if not batch:
             return
-        prepared = _send(
+        receipt = _send(
             chain,
             batch,
             lambda nonce, batch=batch: chain.prepare_release(
                 job_id, [p.frame_index for p in batch], [p.recipient or "" for p in batch], nonce
             ),
         )
-        receipt = chain.wait_for_receipt(prepared.tx_hash)
+        if receipt is None:
+            raise ChainUnavailable("another worker is sending these releases")
         if not _settle_batch(chain, batch, receipt):
-            raise ChainRejected(f"release transaction {prepared.tx_hash} reverted")
+            raise ChainRejected(f"release transaction {receipt['transactionHash'].hex()} reverted")
 
 
 def _settle_batch(chain: EscrowChain, batch: list[Payment], receipt: dict | None) -> bool:
@@ -234,8 +243,9 @@ def settle_job(job_id: str) -> None:
         return
     receipt = _receipt_of_sent(chain, refund) if refund.state == PaymentState.SENT else None
     if receipt is None:
-        prepared = _send(chain, [refund], lambda nonce: chain.prepare_close(job.id, nonce))
-        receipt = chain.wait_for_receipt(prepared.tx_hash)
+        receipt = _send(chain, [refund], lambda nonce: chain.prepare_close(job.id, nonce))
+        if receipt is None:
+            raise ChainUnavailable("another worker is closing this job")
     if receipt["status"] != 1:
         raise ChainRejected(f"closing job {job.id} reverted")
     amounts = chain.closed_amounts(receipt)

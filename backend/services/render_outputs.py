@@ -12,7 +12,7 @@ from backend import queues
 from backend.errors import LeaseNotHeld, NotFound
 from backend.extensions import db
 from backend.models import Attempt, utc_now
-from backend.services import job_lifecycle
+from backend.services import job_lifecycle, reputation
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
 from shared.states import AttemptOutcome, FrameState
@@ -69,6 +69,7 @@ def report_failure(attempt_id: int, lease_token: str, reason: str, log_tail: str
     attempt.reason = reason[:2000]
     attempt.log_tail = log_tail[-8000:]
     attempt.ended_at = utc_now()
+    reputation.record(attempt.node, reputation.Outcome.FAILED)
     requeue_or_fail(attempt.frame, counts_as_failure=True, reason=f"RENDER_FAILED: {reason}")
     db.session.commit()
     job_lifecycle.finish_job_if_done(attempt.frame.job_id)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from backend.extensions import db
 from backend.models import Attempt, Frame
-from backend.services import job_lifecycle, payments
+from backend.services import job_lifecycle, payments, reputation
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
 from shared.image_checks import ExpectedImage, check_render_output
@@ -37,12 +37,15 @@ def verify_attempt(attempt_id: int) -> None:
             output_sha256=attempt.output_sha256,
         )
         attempt.outcome = AttemptOutcome.VERIFIED if verified else AttemptOutcome.CANCELLED
+        if verified:
+            reputation.record(attempt.node, reputation.Outcome.VERIFIED)
         db.session.commit()
         if verified:
             payments.record_release(frame.id)
     else:
         attempt.outcome = AttemptOutcome.REJECTED
         attempt.reason = f"{verdict.reason}: {verdict.detail}"
+        reputation.record(attempt.node, reputation.Outcome.REJECTED)
         if frame.state == FrameState.UPLOADED:
             requeue_or_fail(frame, counts_as_failure=True, reason=attempt.reason)
         db.session.commit()

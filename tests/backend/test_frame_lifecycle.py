@@ -157,9 +157,9 @@ def test_rejected_frames_go_back_then_fail_and_are_never_paid(
     app, client, run_workers, scene_files, tmp_path, escrow
 ):
     job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=2, frame_end=2)
-    node = register(client)
     black = black_png(tmp_path / "black.png", 64, 36)
     for attempt_number in range(1, 4):
+        node = register(client, name=f"cheat{attempt_number}")  # each node is kept off the job after misses
         assignment = claim(client, node)
         assert assignment is not None, f"attempt {attempt_number}: the frame did not come back"
         assert put_output(client, assignment, black).status_code == 202
@@ -168,7 +168,7 @@ def test_rejected_frames_go_back_then_fail_and_are_never_paid(
         assert frame["failures"] == attempt_number
         assert frame["last_rejection"].startswith("BLANK")
     assert frame["state"] == "FAILED"
-    assert claim(client, node) is None
+    assert claim(client, register(client, name="late")) is None
     outcomes = [a.outcome for a in db.session.query(Attempt).order_by(Attempt.id)]
     assert outcomes == ["REJECTED"] * 3
     final = client.get(f"{JOBS}/{job['id']}").json

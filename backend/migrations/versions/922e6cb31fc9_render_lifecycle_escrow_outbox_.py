@@ -1,8 +1,8 @@
-"""render lifecycle and escrow outbox
+"""render lifecycle, escrow outbox, reputation
 
-Revision ID: c6803cf42ddc
+Revision ID: 922e6cb31fc9
 Revises: 
-Create Date: 2026-11-25 13:36:50.724001
+Create Date: 2026-11-25 13:52:18.326148
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import backend.models
 
 
 # revision identifiers, used by Alembic.
-revision = 'c6803cf42ddc'
+revision = '922e6cb31fc9'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -31,10 +31,19 @@ def upgrade():
     sa.Column('blender_version', sa.String(length=32), nullable=False),
     sa.Column('blender_version_number', sa.Integer(), nullable=False),
     sa.Column('state', sa.Enum('ONLINE', 'OFFLINE', name='nodestate', native_enum=False, length=32), nullable=False),
+    sa.Column('frames_verified', sa.Integer(), nullable=False),
+    sa.Column('frames_rejected', sa.Integer(), nullable=False),
+    sa.Column('frames_failed', sa.Integer(), nullable=False),
+    sa.Column('frames_timed_out', sa.Integer(), nullable=False),
+    sa.Column('frames_dropped', sa.Integer(), nullable=False),
+    sa.Column('suspended_reason', sa.Text(), nullable=True),
     sa.Column('registered_at', backend.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('last_heartbeat_at', backend.models.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_nodes'))
     )
+    with op.batch_alter_table('nodes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_nodes_state'), ['state'], unique=False)
+
     op.create_table('scene_files',
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('size_bytes', sa.BigInteger(), nullable=False),
@@ -84,6 +93,7 @@ def upgrade():
     sa.Column('number', sa.Integer(), nullable=False),
     sa.Column('state', sa.Enum('PENDING', 'ASSIGNED', 'RENDERING', 'UPLOADED', 'VERIFIED', 'FAILED', 'CANCELLED', name='framestate', native_enum=False, length=32), nullable=False),
     sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('current_attempt_id', sa.Integer(), nullable=True),
     sa.Column('output_sha256', sa.String(length=64), nullable=True),
     sa.Column('last_rejection', sa.Text(), nullable=True),
@@ -168,5 +178,8 @@ def downgrade():
 
     op.drop_table('jobs')
     op.drop_table('scene_files')
+    with op.batch_alter_table('nodes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_nodes_state'))
+
     op.drop_table('nodes')
     # ### end Alembic commands ###
