@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup services demo up test lint format clean
+.PHONY: setup services demo up test lint format clean addon
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -39,6 +39,9 @@ format: setup
 
 test: setup services lint
 	$(BIN)/python -m pytest
+
+addon: setup
+	$(BIN)/python scripts/build_addon.py
 
 clean:
 	rm -rf .ronrender demo-output bench-output .pytest_cache

@@ -1,0 +1,101 @@
+"""Signing a job's acceptance with the artist's keystore, without Blender: only
+exactly the estimate shown is signed, by the keystore's address."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from ronrender_addon.errors import AddonError
+from ronrender_addon.wallet_signing import KeystoreSigner, check_acceptance, keystore_address, signer_from
+
+pytestmark = pytest.mark.addon
+
+JOB_ID = "0123456789abcdef0123456789abcdef"
+
+
+def typed_data(job_id: str = JOB_ID, total_wei: int = 387072000000, frames: int = 4) -> dict:
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "AcceptJob": [
+                {"name": "jobId", "type": "bytes32"},
+                {"name": "artist", "type": "address"},
+                {"name": "totalWei", "type": "uint256"},
+                {"name": "frameCount", "type": "uint32"},
+            ],
+        },
+        "primaryType": "AcceptJob",
+        "domain": {
+            "name": "RonRender",
+            "version": "1",
+            "chainId": 31337,
+            "verifyingContract": "0x" + "11" * 20,
+        },
+        "message": {
+            "jobId": "0x" + job_id.rjust(64, "0"),
+            "artist": "0x" + "22" * 20,
+            "totalWei": str(total_wei),
+            "frameCount": frames,
+        },
+    }
+
+
+@pytest.fixture
+def keystore(tmp_path):
+    account = Account.create()
+    path = tmp_path / "keystore.json"
+    path.write_text(json.dumps(Account.encrypt(account.key, "pw", iterations=2)))
+    return path, account.address
+
+
+def test_the_signature_is_the_keystores_over_the_shown_estimate(keystore):
+    path, address = keystore
+    assert keystore_address(path).lower() == address.lower()
+    signer = KeystoreSigner(path, "pw")
+    check_acceptance(typed_data(), JOB_ID, 387072000000, 4)
+    signature = signer.sign_typed_data(typed_data())
+    recovered = Account.recover_message(encode_typed_data(full_message=typed_data()), signature=signature)
+    assert recovered == address
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        typed_data(total_wei=387072000001),
+        typed_data(frames=5),
+        typed_data(job_id="ff" + JOB_ID),
+        {"message": {}},
+    ],
+)
+def test_anything_but_the_shown_estimate_is_refused(other):
+    with pytest.raises(AddonError) as raised:
+        check_acceptance(other, JOB_ID, 387072000000, 4)
+    assert raised.value.reason == "ACCEPTANCE_MISMATCH"
+
+
+def test_a_wrong_password_or_file_is_a_clear_error(keystore, tmp_path):
+    path, _address = keystore
+    with pytest.raises(AddonError) as raised:
+        KeystoreSigner(path, "wrong").sign_typed_data(typed_data())
+    assert raised.value.reason == "BAD_KEYSTORE"
+    (tmp_path / "junk.json").write_text("{}")
+    with pytest.raises(AddonError) as raised:
+        _ = KeystoreSigner(tmp_path / "junk.json", "pw").address
+    assert raised.value.reason == "BAD_KEYSTORE"
+
+
+def test_the_keystore_and_password_come_from_the_environment_when_not_set(monkeypatch, keystore):
+    path, _address = keystore
+    assert signer_from("", "") is None
+    monkeypatch.setenv("RONRENDER_KEYSTORE", str(path))
+    monkeypatch.setenv("RONRENDER_KEYSTORE_PASSWORD", "pw")
+    assert signer_from("", "") == KeystoreSigner(path, "pw")
+    assert signer_from("", "typed") == KeystoreSigner(path, "typed")
