@@ -47,24 +47,24 @@ class ArtistClient:
 
     def acceptance_message(self, job_id: str, artist_address: str) -> dict[str, Any]:
         return self.api.json(
-            "GET", protocol.job_path(job_id) + "/acceptance", params={"artist_address": artist_address}
+            "GET", protocol.job_acceptance_path(job_id), params={"artist_address": artist_address}
         )
 
     def accept_job(self, job_id: str, artist_address: str, signature: str) -> dict[str, Any]:
         body = {"artist_address": artist_address, "signature": signature}
-        return self.api.json("POST", protocol.job_path(job_id) + "/accept", json=body)
+        return self.api.json("POST", protocol.job_accept_path(job_id), json=body)
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
-        return self.api.json("POST", protocol.job_path(job_id) + "/cancel")
+        return self.api.json("POST", protocol.job_cancel_path(job_id))
 
     def job_escrow(self, job_id: str) -> dict[str, Any]:
-        return self.api.json("GET", protocol.job_path(job_id) + "/escrow")
+        return self.api.json("GET", protocol.job_escrow_path(job_id))
 
     def escrow_info(self) -> dict[str, Any]:
         return self.api.json("GET", protocol.escrow_path())
 
     def wallet_balance(self, address: str) -> dict[str, Any]:
-        return self.api.json("GET", protocol.escrow_path() + f"/wallets/{address}")
+        return self.api.json("GET", protocol.wallet_path(address))
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self.api.json("GET", protocol.job_path(job_id))

@@ -199,7 +199,7 @@ class FarmClient:
         """The EIP-712 message the artist's wallet signs to accept the job's estimate."""
         return self._json(
             "GET",
-            protocol.job_path(job_id) + "/acceptance",
+            protocol.job_acceptance_path(job_id),
             params={"artist_address": artist_address},
             attempts=defaults.GET_ATTEMPTS,
         )
@@ -210,13 +210,13 @@ class FarmClient:
         """Accept the estimate (signed by the artist's wallet where the farm asks for it):
         the farm locks it, then hands out frames."""
         body = {"artist_address": artist_address, "signature": signature} if signature else None
-        return self._json("POST", protocol.job_path(job_id) + "/accept", json=body)
+        return self._json("POST", protocol.job_accept_path(job_id), json=body)
 
     def wallet_balance(self, address: str) -> dict[str, Any] | None:
         """A wallet's free escrow balance and spending cap, or None where the farm has no
         wallet endpoint."""
         try:
-            return self._json("GET", f"{protocol.API_PREFIX}/escrow/wallets/{address}", attempts=1)
+            return self._json("GET", protocol.wallet_path(address), attempts=1)
         except FarmError as error:
             if error.status in {404, 405}:
                 return None
@@ -230,7 +230,7 @@ class FarmClient:
         return body["frames"]
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
-        return self._json("POST", protocol.job_path(job_id) + "/cancel")
+        return self._json("POST", protocol.job_cancel_path(job_id))
 
     def download_frame(
         self,

@@ -38,6 +38,26 @@ def job_path(job_id: str) -> str:
     return f"{API_PREFIX}/jobs/{job_id}"
 
 
+def job_acceptance_path(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}/acceptance"
+
+
+def job_accept_path(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}/accept"
+
+
+def job_cancel_path(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}/cancel"
+
+
+def job_escrow_path(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}/escrow"
+
+
+def wallet_path(address: str) -> str:
+    return f"{API_PREFIX}/escrow/wallets/{address}"
+
+
 def job_frames_path(job_id: str) -> str:
     return f"{API_PREFIX}/jobs/{job_id}/frames"
 

@@ -6,10 +6,19 @@ from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, send_file
-from sqlalchemy import select
+from sqlalchemy import func, select
 from zipstream import ZipStream
 
-from backend.api.schemas import AcceptanceQuery, AcceptIn, FramesOut, JobCreateIn, JobEscrowOut, JobOut
+from backend.api.schemas import (
+    AcceptanceQuery,
+    AcceptIn,
+    FramesOut,
+    JobCreateIn,
+    JobEscrowOut,
+    JobOut,
+    JobsOut,
+    JobsQuery,
+)
 from backend.errors import NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job
@@ -40,6 +49,17 @@ def _job_view(job: Job) -> dict[str, Any]:
 def create_job(json_data: dict[str, Any]) -> Any:
     job = job_split.create_job(job_split.JobRequest(**json_data))
     return _job_view(job)
+
+
+@blueprint.get("")
+@blueprint.input(JobsQuery, location="query")
+@blueprint.output(JobsOut)
+@blueprint.doc(summary="Recent jobs, newest first, optionally of one artist's wallet")
+def list_jobs(query_data: dict[str, Any]) -> Any:
+    query = select(Job).order_by(Job.created_at.desc()).limit(query_data["limit"])
+    if query_data["artist_address"]:
+        query = query.where(func.lower(Job.artist_address) == query_data["artist_address"].lower())
+    return {"jobs": [_job_view(job) for job in db.session.scalars(query)]}
 
 
 @blueprint.get("/<job_id>")

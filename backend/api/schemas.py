@@ -200,3 +200,12 @@ class JobEscrowOut(Schema):
 
 class NodesOut(Schema):
     nodes = List(Nested(NodeOut))
+
+
+class JobsQuery(Schema):
+    artist_address = String(load_default=None, validate=ADDRESS)
+    limit = Integer(load_default=50, validate=Range(min=1, max=500))
+
+
+class JobsOut(Schema):
+    jobs = List(Nested(JobOut))

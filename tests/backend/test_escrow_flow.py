@@ -180,3 +180,11 @@ def test_escrow_info_and_wallet_balance(client, escrow):
     wallet = client.get(f"/api/v1/escrow/wallets/{escrow['artist_address']}").json
     assert wallet["free_balance_wei"] == str(100 * 10**18)
     assert client.get("/api/v1/escrow/wallets/not-an-address").status_code == 400
+
+
+def test_jobs_are_listed_by_artist(client, run_workers, scene_files, escrow):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    mine = client.get(JOBS, query_string={"artist_address": escrow["artist_address"].lower()}).json["jobs"]
+    assert [j["id"] for j in mine] == [job["id"]]
+    theirs = client.get(JOBS, query_string={"artist_address": "0x" + "99" * 20}).json["jobs"]
+    assert theirs == []
