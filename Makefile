@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup services demo up test lint format clean addon
+.PHONY: setup services demo up test lint format clean addon chaos
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -40,8 +40,11 @@ format: setup
 test: setup services lint
 	$(BIN)/python -m pytest
 
+chaos: setup services
+	$(BIN)/python scripts/chaos.py --frames 24 --nodes 4
+
 addon: setup
 	$(BIN)/python scripts/build_addon.py
 
 clean:
-	rm -rf .ronrender demo-output bench-output .pytest_cache
+	rm -rf .ronrender demo-output bench-output chaos-output .pytest_cache

@@ -76,6 +76,7 @@ class LocalFarm:
         self.queue_prefix = queue_prefix
         self.redis_url = redis_url
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, list[str]] = {}
         self.log_dir = self.data_dir / "logs"
         self.chain: LocalChain | None = None
         self.escrow_address = ""
@@ -92,10 +93,21 @@ class LocalFarm:
         self.stop()
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.log_dir / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(
-            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.commands[name] = argv
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def restart(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Stop one process of the farm (KILL by default) and start it again."""
+        process = self.processes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            process.wait()
+        self._spawn(name, self.commands[name])
+        if name == "backend":
+            self._wait_for_backend()
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -204,6 +216,7 @@ class LocalFarm:
         for process in reversed(list(self.processes.values())):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGCONT)  # a stopped (hung) process must wake to exit
         deadline = time.monotonic() + STOP_GRACE_S
         for process in self.processes.values():
             try:

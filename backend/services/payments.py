@@ -164,17 +164,11 @@ def record_release(frame_id: int) -> None:
 
 
 def send_releases(job_id: str) -> None:
-    """Send every recorded release of the job, in batches, and confirm them."""
+    """Send every recorded release of the job, in batches, and confirm them all,
+    including batches another worker (or a crashed one) sent."""
     chain = escrow_chain()
-    sent = db.session.scalars(
-        select(Payment).where(
-            Payment.job_id == job_id, Payment.kind == PaymentKind.RELEASE, Payment.state == PaymentState.SENT
-        )
-    ).all()
-    for tx_hash in dict.fromkeys(p.tx_hash for p in sent):
-        batch = [p for p in sent if p.tx_hash == tx_hash]
-        _settle_batch(chain, batch, _receipt_of_sent(chain, batch[0]))
     while True:
+        _confirm_sent_releases(chain, job_id)
         batch = list(
             db.session.scalars(
                 select(Payment)
@@ -197,9 +191,20 @@ def send_releases(job_id: str) -> None:
             ),
         )
         if receipt is None:
-            raise ChainUnavailable("another worker is sending these releases")
+            continue  # another worker sent them first: confirm theirs on the next pass
         if not _settle_batch(chain, batch, receipt):
             raise ChainRejected(f"release transaction {receipt['transactionHash'].hex()} reverted")
+
+
+def _confirm_sent_releases(chain: EscrowChain, job_id: str) -> None:
+    sent = db.session.scalars(
+        select(Payment).where(
+            Payment.job_id == job_id, Payment.kind == PaymentKind.RELEASE, Payment.state == PaymentState.SENT
+        )
+    ).all()
+    for tx_hash in dict.fromkeys(p.tx_hash for p in sent):
+        batch = [p for p in sent if p.tx_hash == tx_hash]
+        _settle_batch(chain, batch, _receipt_of_sent(chain, batch[0]))
 
 
 def _settle_batch(chain: EscrowChain, batch: list[Payment], receipt: dict | None) -> bool:

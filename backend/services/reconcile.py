@@ -16,7 +16,7 @@ from shared.states import AttemptOutcome, JobState, PaymentKind, PaymentState, S
 
 MARKER_KEY = "reconciled"
 # Work older than this without moving on is queued again even if Redis kept its entries.
-STALE_AFTER_S = 60
+STALE_AFTER_S = 20
 
 
 def reconcile(force: bool = False) -> int:
