@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup services demo up test lint format clean addon chaos
+.PHONY: setup services demo up test lint format clean addon chaos contracts
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): setup.cfg pyproject.toml
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
+
+# Recompile the escrow contract with the pinned solc (the artifacts are committed).
+contracts: $(NODE_STAMP)
+	node scripts/compile_contract.mjs
 
 services:
 	bash scripts/ensure_services.sh

@@ -265,7 +265,8 @@ contract RonRenderEscrow {
     /// @notice Pay `pricePerFrame` for each frame index in `frames` (0-based, < frameCount) to
     /// the payee at the same position. A frame already paid is skipped with
     /// `FrameAlreadySettled`, so a retried batch pays nothing twice. Payouts to the same payee in
-    /// one batch are summed into one transfer; a transfer that fails becomes a credit.
+    /// one batch are summed into one transfer; a transfer that fails becomes a credit. Allowed
+    /// until the job is closed, also after its deadline (the artist's reclaim closes it).
     function releaseFrames(bytes32 jobId, uint32[] calldata frames, address[] calldata payees)
         external
         onlyOperator
@@ -292,7 +293,8 @@ contract RonRenderEscrow {
     }
 
     /// @notice Close a job: refund the unpaid frames (with their fees) to the artist's free
-    /// balance and credit the fees of the paid frames to the fee recipient.
+    /// balance and credit the fees of the paid frames to the fee recipient. Works while paused:
+    /// it moves money only inside the contract, towards its owners.
     function closeJob(bytes32 jobId) external onlyOperator nonReentrant {
         (uint256 paid, uint256 fee, uint256 refunded) = _settle(jobId);
         emit JobClosed(jobId, paid, fee, refunded);

@@ -14,6 +14,8 @@ deployed in the foreground and prints the address, RPC URL and dev keys as one J
 from __future__ import annotations
 
 import argparse
+import ctypes
+import functools
 import json
 import os
 import platform
@@ -28,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -45,6 +48,7 @@ ANVIL_HARDFORK = "cancun"
 DEFAULT_ACCOUNT_COUNT = 10
 DEFAULT_ACCOUNT_BALANCE_ETH = 10_000
 STARTUP_TIMEOUT_S = 20.0
+START_ATTEMPTS = 3
 STOP_TIMEOUT_S = 5.0
 RPC_TIMEOUT_S = 10.0
 
@@ -88,6 +92,20 @@ def load_artifact(name: str = ESCROW_ARTIFACT) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+@functools.lru_cache(maxsize=256)
+def account_for(key: str) -> LocalAccount:
+    """The account of a private key (cached: deriving the address is slow in pure Python)."""
+    return Account.from_key(key)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, get SIGTERM when the parent dies, so a test run that
+    is killed does not leave anvil behind."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -120,6 +138,7 @@ class LocalChain:
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._w3: Web3 | None = None
+        self._session: requests.Session | None = None
 
     # -------------------------------------------------------------- lifecycle
 
@@ -144,11 +163,27 @@ class LocalChain:
         return [account.address for account in self.accounts]
 
     def start(self) -> LocalChain:
-        """Start anvil and wait until its RPC answers."""
+        """Start anvil and wait until its RPC answers (on a free port unless one was given)."""
         if self._process is not None:
             return self
-        if self.port is None:
-            self.port = free_port(self.host)
+        pick_port = self.port is None
+        for attempt in range(1, START_ATTEMPTS + 1):
+            if pick_port:
+                self.port = free_port(self.host)
+            try:
+                self._launch()
+                return self
+            except ChainError:
+                self.stop()
+                # Another process may have taken the free port first: try another one.
+                if not pick_port or attempt == START_ATTEMPTS:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _launch(self) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix="ronrender-anvil-")
         config_out = Path(self._workdir.name) / "anvil.json"
         command = [
@@ -168,16 +203,14 @@ class LocalChain:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
-        try:
-            self._wait_until_ready(config_out)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self._wait_until_ready(config_out)
 
     def _wait_until_ready(self, config_out: Path) -> None:
-        w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+        session = self._session = requests.Session()
+        session.trust_env = False  # loopback: never a proxy (and no proxy lookup per request)
+        w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}, session=session))
         deadline = time.monotonic() + self.startup_timeout_s
         assert self._process is not None
         while True:
@@ -185,17 +218,21 @@ class LocalChain:
                 stderr = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                 raise ChainError(f"anvil exited with {self._process.returncode}: {stderr.strip()}")
             try:
-                self.chain_id = w3.eth.chain_id
                 if config_out.is_file():
                     config = json.loads(config_out.read_text())
+                    genesis = w3.eth.get_block(0)["timestamp"]
                     break
             except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
                 raise ChainError(f"anvil did not answer on {self.rpc_url} within {self.startup_timeout_s} s")
             time.sleep(0.05)
+        # Make sure the chain that answers is ours, not another process on the same port.
+        if self._process.poll() is not None or genesis != int(config["genesis_timestamp"]):
+            raise ChainError(f"another chain answers on {self.rpc_url}")
+        self.chain_id = w3.eth.chain_id
         self.private_keys = list(config["private_keys"])
-        self.accounts = [Account.from_key(key) for key in self.private_keys]
+        self.accounts = [account_for(key) for key in self.private_keys]
         self._w3 = w3
 
     def stop(self) -> None:
@@ -213,6 +250,9 @@ class LocalChain:
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
+        if self._session is not None:
+            self._session.close()
+            self._session = None
         self._w3 = None
 
     def __enter__(self) -> LocalChain:
@@ -273,7 +313,7 @@ class LocalChain:
         A call that would revert raises web3's ContractLogicError (ContractCustomError for a
         custom error) from gas estimation, before anything is sent.
         """
-        sender = Account.from_key(key).address
+        sender = account_for(key).address
         fields: dict[str, Any] = {
             "from": sender,
             "value": value,
@@ -288,7 +328,7 @@ class LocalChain:
 
     def send_value(self, key: str, to: str, wei: int) -> TxReceipt:
         """A plain transfer of native coin, signed locally."""
-        sender = Account.from_key(key).address
+        sender = account_for(key).address
         tx = {
             "from": sender,
             "to": Web3.to_checksum_address(to),
