@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup services demo up test lint format clean addon chaos contracts
+.PHONY: setup services browser demo up test lint format clean addon chaos contracts
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -41,7 +41,11 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: setup services lint
+# Debian's chromium for the dashboard's browser tests (Playwright drives it; no browser download).
+browser:
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: setup services browser lint
 	$(BIN)/python -m pytest
 
 chaos: setup services

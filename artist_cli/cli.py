@@ -251,6 +251,39 @@ def download(client: ArtistClient, job_id: str, directory: Path) -> None:
     click.echo(f"{len(paths)} frames in {directory}")
 
 
+@main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--width", type=click.IntRange(min=1), help="Expected width (default: the file's).")
+@click.option("--height", type=click.IntRange(min=1), help="Expected height (default: the file's).")
+@click.option(
+    "--format",
+    "image_format",
+    type=click.Choice(["png", "exr"], case_sensitive=False),
+    help="Expected format.",
+)
+def verify(image: Path, width: int | None, height: int | None, image_format: str | None) -> None:
+    """Check IMAGE as the farm checks a render output; print the verdict as JSON.
+
+    Exits 0 when accepted, 1 when rejected, 2 on a usage error. Without options the
+    format and size are read from the file itself."""
+    from shared.image_checks import ExpectedImage, check_render_output, describe_file
+
+    found_format, found_width, found_height = describe_file(str(image))
+    output_format = {"png": "PNG", "exr": "OPEN_EXR"}[image_format.lower()] if image_format else found_format
+    expected = ExpectedImage(
+        output_format="PNG" if output_format == "UNKNOWN" else output_format,
+        width=width or found_width,
+        height=height or found_height,
+    )
+    verdict = check_render_output(str(image), expected)
+    report = {
+        "file": str(image),
+        "expected": {"format": expected.output_format, "width": expected.width, "height": expected.height},
+    } | verdict.to_json()
+    click.echo(json.dumps(report, indent=2))
+    sys.exit(0 if verdict.accepted else 1)
+
+
 @main.group()
 def wallet() -> None:
     """Your wallet: create it, deposit RON into the escrow, set the platform's cap, withdraw."""

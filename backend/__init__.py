@@ -31,8 +31,10 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     _enable_sqlite_wal(app)
 
     from backend.api import register_api
+    from backend.dashboard import blueprint as dashboard
 
     register_api(app)
+    app.register_blueprint(dashboard)
     return app
 
 

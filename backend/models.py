@@ -163,6 +163,11 @@ class Frame(db.Model):
     current_attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     output_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_rejection: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What verification measured on the verified output: its pixel fingerprint (for
+    # duplicates among the job's frames), noise and detail statistics, and a preview.
+    output_fingerprint: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output_stats: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    thumbnail_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     job: Mapped[Job] = relationship()
 
@@ -209,6 +214,7 @@ class Attempt(db.Model):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     output_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output_fingerprint: Mapped[str | None] = mapped_column(Text, nullable=True)
     log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     frame: Mapped[Frame] = relationship()

@@ -1,20 +1,38 @@
-"""Rendering one frame in a supervised Blender child, reporting progress through a callback."""
+"""Rendering frames in a Blender child that stays up between frames of one job.
+
+Starting Blender and opening the scene costs more than rendering a small frame,
+so a node keeps one child per (scene, render settings): started on a job's first
+frame, reused for the next ones, and replaced when the job changes, when it
+crashes, hangs past the frame's time limit, or when the render is cancelled.
+Progress is parsed from Blender's log and handed to a callback; answers come
+back on a pipe of their own, so the log never mixes with them.
+"""
 
 from __future__ import annotations
 
+import collections
 import json
+import os
+import select
+import shutil
+import signal
+import subprocess
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from node_runner import defaults
-from shared.protocol import FrameAssignment
+from shared.protocol import FrameAssignment, RenderSettings
 from shared.render_progress import RenderProgress, parse_render_line
-from shared.supervised_process import ProcessResult, run_supervised
+from shared.supervised_process import LOG_TAIL_LINES, ProcessResult
 
-RENDER_SCRIPT = Path(__file__).resolve().parent / "blender_child" / "render_frame.py"
+SERVER_SCRIPT = Path(__file__).resolve().parent / "blender_child" / "render_server.py"
 OUTPUT_EXTENSIONS = {"PNG": ".png", "OPEN_EXR": ".exr"}
+STARTUP_TIME_LIMIT_S = 300.0
+POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -28,52 +46,175 @@ class RenderResult:
             return None
         if self.process.stopped_because:
             return f"render stopped: {self.process.stopped_because}"
-        if self.process.exit_code != 0:
+        if self.process.exit_code not in (None, 0):
             return f"Blender exited with code {self.process.exit_code}"
         return "Blender wrote no output file"
 
 
-def render_frame(
-    assignment: FrameAssignment,
-    scene_path: Path,
-    work_dir: Path,
-    *,
-    blender_python: str,
-    threads: int,
-    on_progress: Callable[[RenderProgress], None],
-    cancel: threading.Event,
-) -> RenderResult:
-    """Render the assigned frame into ``work_dir``."""
-    settings = assignment.settings
-    output_path = work_dir / f"frame_{assignment.frame_number:05d}{OUTPUT_EXTENSIONS[settings.output_format]}"
-    settings_path = work_dir / "render.json"
-    settings_path.write_text(
-        json.dumps(
-            {
-                "scene_path": str(scene_path),
-                "frame": assignment.frame_number,
-                "output_path": str(output_path),
-                "output_format": settings.output_format,
-                "engine": settings.engine,
-                "samples": settings.samples,
-                "resolution_percentage": settings.resolution_percentage,
-                "threads": threads,
-            }
+class BlenderGone(Exception):
+    """The child exited, hung or was stopped; it is replaced on the next frame."""
+
+    def __init__(self, stopped_because: str | None) -> None:
+        super().__init__(stopped_because or "exited")
+        self.stopped_because = stopped_because
+
+
+class BlenderSession:
+    """One Blender child, reused across consecutive frames of the same job."""
+
+    def __init__(self, blender_python: str, threads: int, work_dir: Path) -> None:
+        self.blender_python = blender_python
+        self.threads = threads
+        self.work_dir = work_dir
+        self.starts = 0
+        self._key: tuple[str, RenderSettings] | None = None
+        self._process: subprocess.Popen[str] | None = None
+        self._answers_fd = -1
+        self._buffer = b""
+        self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self._on_progress: Callable[[RenderProgress], None] | None = None
+        self._last_output = time.monotonic()
+
+    def render(
+        self,
+        assignment: FrameAssignment,
+        scene_path: Path,
+        output_dir: Path,
+        *,
+        on_progress: Callable[[RenderProgress], None],
+        cancel: threading.Event,
+    ) -> RenderResult:
+        """Render the assigned frame into ``output_dir``; never raises for Blender's failures."""
+        started = time.monotonic()
+        extension = OUTPUT_EXTENSIONS[assignment.settings.output_format]
+        output_path = output_dir / f"frame_{assignment.frame_number:05d}{extension}"
+        self._tail.clear()
+        self._on_progress = on_progress
+        deadline = started + assignment.time_limit_s
+        try:
+            key = (assignment.scene_sha256, assignment.settings)
+            if self._key != key or not self._alive():
+                self.close()
+                self._start(key, scene_path, assignment.settings, cancel, deadline)
+            request = {"frame": assignment.frame_number, "output_path": str(output_path)}
+            assert self._process is not None and self._process.stdin is not None
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+            answer = self._next_answer(cancel, deadline)
+        except (BlenderGone, BrokenPipeError) as gone:
+            stopped = gone.stopped_because if isinstance(gone, BlenderGone) else None
+            exit_code = self._process.poll() if self._process else None
+            self.close()
+            return RenderResult(None, self._result(exit_code, stopped, started))
+        produced = answer.get("ok") and output_path.is_file() and output_path.stat().st_size > 0
+        if not answer.get("ok"):
+            self._tail.append(f"RonRender: {answer.get('error', 'render failed')}")
+        return RenderResult(output_path if produced else None, self._result(0, None, started))
+
+    def close(self) -> None:
+        """Stop the child (TERM, then KILL its whole process group)."""
+        process, self._process, self._key = self._process, None, None
+        if self._answers_fd >= 0:
+            os.close(self._answers_fd)
+            self._answers_fd = -1
+        if process is None:
+            return
+        if process.poll() is None:
+            for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, None)):
+                try:
+                    os.killpg(process.pid, sig)
+                except ProcessLookupError:
+                    break
+                if grace is not None:
+                    try:
+                        process.wait(timeout=grace)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+
+    # Internals
+
+    def _start(
+        self,
+        key: tuple[str, RenderSettings],
+        scene_path: Path,
+        settings: RenderSettings,
+        cancel: threading.Event,
+        deadline: float,
+    ) -> None:
+        settings_path = self.work_dir / "blender_session.json"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        settings_path.write_text(
+            json.dumps({"scene_path": str(scene_path), "threads": self.threads, **_as_json(settings)})
         )
-    )
+        read_fd, write_fd = os.pipe()
+        # Line-buffer Blender's C stdio too, so progress arrives while it renders.
+        line_buffered = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
+        self._process = subprocess.Popen(
+            [*line_buffered, self.blender_python, str(SERVER_SCRIPT), str(write_fd), str(settings_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            cwd=str(self.work_dir),
+        )
+        os.close(write_fd)
+        self._answers_fd, self._buffer = read_fd, b""
+        self._key = key
+        self.starts += 1
+        self._last_output = time.monotonic()
+        threading.Thread(target=self._pump_log, args=(self._process,), daemon=True).start()
+        self._next_answer(cancel, min(deadline, time.monotonic() + STARTUP_TIME_LIMIT_S))
 
-    def on_line(line: str) -> None:
-        progress = parse_render_line(line)
-        if progress is not None:
-            on_progress(progress)
+    def _pump_log(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self._last_output = time.monotonic()
+            self._tail.append(line.rstrip("\n"))
+            progress = parse_render_line(line)
+            if progress is not None and self._on_progress is not None:
+                self._on_progress(progress)
 
-    process = run_supervised(
-        [blender_python, str(RENDER_SCRIPT), str(settings_path)],
-        on_line=on_line,
-        max_time_s=assignment.time_limit_s,
-        no_output_timeout_s=defaults.RENDER_NO_OUTPUT_TIMEOUT_S,
-        cancel=cancel,
-        cwd=str(work_dir),
-    )
-    produced = process.succeeded and output_path.is_file() and output_path.stat().st_size > 0
-    return RenderResult(output_path=output_path if produced else None, process=process)
+    def _next_answer(self, cancel: threading.Event, deadline: float) -> dict[str, Any]:
+        while b"\n" not in self._buffer:
+            stopped = None
+            if cancel.is_set():
+                stopped = "cancelled"
+            elif time.monotonic() > deadline:
+                stopped = "max_time"
+            elif time.monotonic() - self._last_output > defaults.RENDER_NO_OUTPUT_TIMEOUT_S:
+                stopped = "no_output"
+            if stopped:
+                raise BlenderGone(stopped)
+            ready, _, _ = select.select([self._answers_fd], [], [], POLL_S)
+            if ready:
+                chunk = os.read(self._answers_fd, 65536)
+                if not chunk:  # the child closed the pipe: it exited
+                    raise BlenderGone(None)
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _result(self, exit_code: int | None, stopped: str | None, started: float) -> ProcessResult:
+        return ProcessResult(
+            exit_code=exit_code,
+            stopped_because=stopped,
+            log_tail="\n".join(self._tail),
+            wall_s=time.monotonic() - started,
+        )
+
+
+def _as_json(settings: RenderSettings) -> dict[str, Any]:
+    values = asdict(settings)
+    return {k: values[k] for k in ("output_format", "engine", "samples", "resolution_percentage")}

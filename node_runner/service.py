@@ -13,7 +13,7 @@ from node_runner import defaults
 from node_runner.backend_client import BackendClient
 from node_runner.hardware import detect_hardware
 from node_runner.heartbeat import ActiveFrame, Heartbeat
-from node_runner.render import render_frame
+from node_runner.render import BlenderSession
 from node_runner.scene_cache import SceneCache
 from shared.api_client import ApiError, is_transient
 from shared.protocol import FrameAssignment
@@ -41,6 +41,7 @@ class NodeService:
         self.client = BackendClient(config.backend_url, self.stop, config.retry_window_s)
         self.scenes = SceneCache(config.work_dir / "scenes", self.client)
         self.node_id: str | None = None
+        self.blender = BlenderSession(config.blender_python, config.threads, config.work_dir / "blender")
         self._active: ActiveFrame | None = None
         self.frames_done = 0
 
@@ -68,6 +69,7 @@ class NodeService:
                 self._work_on(assignment, heartbeat)
         finally:
             heartbeat.set_active(None)
+            self.blender.close()
             shutil.rmtree(self.config.work_dir / "attempts", ignore_errors=True)
             log.info("node %s stopped after %d frames", self.config.name, self.frames_done)
 
@@ -96,14 +98,8 @@ class NodeService:
         log.info("rendering frame %d of job %s", assignment.frame_number, assignment.job_id)
         try:
             scene_path = self.scenes.ensure(assignment.scene_sha256)
-            result = render_frame(
-                assignment,
-                scene_path,
-                work_dir,
-                blender_python=self.config.blender_python,
-                threads=self.config.threads,
-                on_progress=active.update,
-                cancel=active.cancel,
+            result = self.blender.render(
+                assignment, scene_path, work_dir, on_progress=active.update, cancel=active.cancel
             )
             if self.stop.is_set():
                 self._hand_back(assignment)

@@ -1,14 +1,25 @@
-"""Verifying a render output without Blender: decodes fully, matches the frame's
-format and size, holds only finite values, and is not blank.
+"""Verifying a render output without Blender, in the order of the issue: size limits
+before decoding, a full decode, the job's format, resolution, channels and bit depth,
+finite values only, not blank (unless the job's reference render is blank too), and
+not a copy (of a frame already delivered for the job, of an upscaled low-resolution
+image, or of a render with far fewer samples than the job's other frames).
 
 Each failed check has its own reason code; no decoder error escapes as a crash.
+
+The copy checks that need a reference compare with the job's own verified frames,
+which the caller passes in ``ExpectedImage``: fingerprints for duplicates, and the
+median noise and detail ratio for the statistical checks. Thresholds and how they
+were calibrated on real Cycles renders are next to the constants below.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +30,42 @@ EXR_MAGIC = b"\x76\x2f\x31\x01"
 CHANNEL_NAMES_BY_COUNT = {2: "YA", 3: "RGB", 4: "RGBA"}
 COLOR_CHANNELS = frozenset({"R", "G", "B", "Y"})
 ACCEPTED_PNG_MODES = {"RGB", "RGBA", "RGB;16", "RGBA;16", "I;16", "L", "LA"}
+PNG_CHANNELS_BY_COLOR_TYPE = {0: "Y", 2: "RGB", 3: "P", 4: "YA", 6: "RGBA"}
+
+# Near-duplicate: the luminance signature is the image averaged down to at most
+# SIGNATURE_SIDE_PX a side. Two signatures whose largest cell difference, after
+# removing their mean difference, stays under NEAR_DUPLICATE_MAX_CELL_DIFF (one 8-bit
+# step) are the same picture re-encoded, re-quantised or sprinkled with +-1 step of
+# noise (caught 6 of 6). Consecutive honest frames of the sample animation differ by
+# at least 0.37 there. A copy with its brightness shifted is caught (the mean
+# difference is removed); a copy warped or cropped is not.
+SIGNATURE_SIDE_PX = 16
+NEAR_DUPLICATE_MAX_CELL_DIFF = 1 / 255
+
+# Upscaled, nearest neighbour: adjacent pixel pairs repeat exactly at one phase of
+# the pixel grid. Honest renders repeat equally at both phases (difference <= 0.01 on
+# 52 Cycles renders, flat background included); a 2x nearest upscale differs by 0.85.
+NEAREST_UPSCALE_MIN_PHASE_GAP = 0.5
+
+# Upscaled, smooth kernels: the detail ratio is the energy of 2-pixel differences
+# over that of 1-pixel ones (1 for white noise, 4 for a smooth band-limited image).
+# Calibration (128x72 and 320x180, 16 to 64 samples, denoised or not): honest renders
+# 2.46 to 2.90, frame to frame within a job +-0.1; 2x bilinear or Lanczos upscales of
+# real renders 3.49 to 3.67. The check is relative to the job's verified frames,
+# because a smooth honest scene (depth of field, denoised soft light) reaches high
+# ratios on its own: rejected when the ratio exceeds the job's median by this margin.
+UPSCALE_DETAIL_RATIO_MARGIN = 0.45
+
+# Fewer samples than asked: noise falls as 1/sqrt(samples). The noise estimate is
+# Immerkaer's Laplacian estimator on luminance in [0, 1]. Calibration on the sample
+# animation (12 frames, 128x72): 16 samples 0.0049 to 0.0062 (median 0.0056), 8 samples
+# 0.0068 to 0.0085, 4 samples 0.0091 to 0.0123, 2 samples 0.014 to 0.017; at 320x180
+# 16 samples 0.0042 to 0.0048 against 4 samples 0.0079 to 0.0088. Rejected above this
+# multiple of the job's median: catches 4x fewer samples, lets 2x fewer through.
+LOW_SAMPLES_NOISE_RATIO = 1.5
+
+# The statistical checks need images large enough to measure.
+MIN_STATISTICS_SIDE_PX = 32
 
 
 class RejectionReason(StrEnum):
@@ -29,63 +76,158 @@ class RejectionReason(StrEnum):
     WRONG_FORMAT = "WRONG_FORMAT"
     WRONG_RESOLUTION = "WRONG_RESOLUTION"
     WRONG_CHANNELS = "WRONG_CHANNELS"
+    WRONG_BIT_DEPTH = "WRONG_BIT_DEPTH"
     NON_FINITE = "NON_FINITE"
     BLANK = "BLANK"
+    DUPLICATE_FRAME = "DUPLICATE_FRAME"
+    UPSCALED = "UPSCALED"
+    LOW_SAMPLES = "LOW_SAMPLES"
 
 
 @dataclass(frozen=True)
 class ExpectedImage:
-    """What the frame's job asked for."""
+    """What the frame's job asked for, and what its other frames look like.
+
+    ``channels``: the channel names that must be present (PNG: from "RGB" or "RGBA";
+    EXR: full names such as "ViewLayer.Combined.R"), None for any colour image.
+    ``bit_depth``: 8 or 16 for PNG, 16 (half) or 32 (float) for EXR, None for any.
+    ``reference_is_blank``: the job's reference render of this frame is one constant
+    colour, so a constant output is the truth and not a cheat.
+    ``known_fingerprints``: fingerprints of frames already verified for the job.
+    ``allow_duplicates``: the scene is static here, so repeated frames are honest.
+    ``reference_noise`` / ``reference_detail_ratio``: medians over the job's verified
+    frames; None skips the statistical checks.
+    """
 
     output_format: str  # "PNG" or "OPEN_EXR"
     width: int
     height: int
     max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+    channels: frozenset[str] | None = None
+    bit_depth: int | None = None
+    reference_is_blank: bool = False
+    known_fingerprints: tuple[str, ...] = ()
+    allow_duplicates: bool = False
+    reference_noise: float | None = None
+    reference_detail_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the decoder found in the file."""
+
+    output_format: str
+    width: int
+    height: int
+    channels: tuple[str, ...]
+    bit_depth: int
+    sample_type: str  # "uint" or "half" or "float"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The verifier's answer for one render output."""
+    """The verifier's answer for one render output, with what it measured (the
+    fingerprint and statistics the job's next frames are compared with)."""
 
     accepted: bool
     reason: RejectionReason | None = None
     detail: str = ""
+    info: ImageInfo | None = field(default=None, compare=False)
+    fingerprint: str | None = field(default=None, compare=False)
+    stats: dict[str, float] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def reject(cls, reason: RejectionReason, detail: str) -> Verdict:
-        return cls(accepted=False, reason=reason, detail=detail)
+    def reject(cls, reason: RejectionReason, detail: str, **measured: Any) -> Verdict:
+        return cls(accepted=False, reason=reason, detail=detail, **measured)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "reason": None if self.reason is None else str(self.reason),
+            "detail": self.detail,
+            "image": None
+            if self.info is None
+            else self.info.__dict__ | {"channels": list(self.info.channels)},
+            "fingerprint": self.fingerprint,
+            "stats": self.stats,
+        }
 
 
 class _Rejected(Exception):
     def __init__(self, reason: RejectionReason, detail: str) -> None:
         super().__init__(detail)
-        self.verdict = Verdict.reject(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class _Decoded:
+    info: ImageInfo
+    pixels: dict[str, np.ndarray]
 
 
 def check_render_output(path: str, expected: ExpectedImage) -> Verdict:
     """Run every check on the file at ``path``, in order, stopping at the first failure."""
+    measured: dict[str, Any] = {}
     try:
-        size = os.path.getsize(path)
-        if size > expected.max_bytes:
-            raise _Rejected(RejectionReason.TOO_LARGE, f"{size} bytes > {expected.max_bytes}")
-        if size == 0:
-            raise _Rejected(RejectionReason.UNDECODABLE, "the file is empty")
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-        if expected.output_format == "PNG":
-            pixels = _decode_png(path, head, expected)
-        elif expected.output_format == "OPEN_EXR":
-            pixels = _decode_exr(path, head, expected)
-        else:
-            raise _Rejected(RejectionReason.WRONG_FORMAT, f"unknown format {expected.output_format}")
-        _check_values(pixels)
+        decoded = _read(path, expected)
+        measured["info"] = decoded.info
+        _check_task(decoded.info, expected)
+        _check_values(decoded.pixels)
+        luminance = display_luminance(decoded.pixels)
+        measured["fingerprint"] = _fingerprint(decoded.pixels, luminance)
+        measured["stats"] = image_statistics(luminance)
+        _check_content(decoded.pixels, expected)
+        _check_copy(decoded.pixels, luminance, measured["fingerprint"], measured["stats"], expected)
     except _Rejected as rejected:
-        return rejected.verdict
-    return Verdict(accepted=True)
+        return Verdict.reject(rejected.reason, rejected.detail, **measured)
+    except Exception as error:  # the verifier never crashes on a file, whatever it holds
+        return Verdict.reject(RejectionReason.UNDECODABLE, f"unexpected decoder error: {error!r}", **measured)
+    return Verdict(accepted=True, **measured)
+
+
+def describe_file(path: str) -> tuple[str, int, int]:
+    """The format ("PNG" or "OPEN_EXR") and size a file's header claims, for callers
+    that know nothing of the job (``ronrender verify`` without options)."""
+    with open(path, "rb") as handle:
+        head = handle.read(32)
+    if head.startswith(PNG_SIGNATURE) and head[12:16] == b"IHDR":
+        return "PNG", int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head.startswith(EXR_MAGIC):
+        import OpenEXR
+
+        try:
+            low, high = OpenEXR.File(path, header_only=True).header()["dataWindow"]
+            return "OPEN_EXR", int(high[0] - low[0] + 1), int(high[1] - low[1] + 1)
+        except Exception:
+            return "OPEN_EXR", 0, 0
+    return "UNKNOWN", 0, 0
+
+
+def load_pixels(path: str, expected: ExpectedImage) -> dict[str, np.ndarray]:
+    """Decode a file that passed the checks: channel name to 2-D array."""
+    return _read(path, expected).pixels
+
+
+def _read(path: str, expected: ExpectedImage) -> _Decoded:
+    size = os.path.getsize(path)
+    if size > expected.max_bytes:
+        raise _Rejected(RejectionReason.TOO_LARGE, f"{size} bytes > {expected.max_bytes}")
+    if size == 0:
+        raise _Rejected(RejectionReason.UNDECODABLE, "the file is empty")
+    with open(path, "rb") as handle:
+        head = handle.read(32)
+    if expected.output_format == "PNG":
+        return _decode_png(path, head, expected)
+    if expected.output_format == "OPEN_EXR":
+        return _decode_exr(path, head, expected)
+    raise _Rejected(RejectionReason.WRONG_FORMAT, f"unknown format {expected.output_format}")
 
 
 def _check_size(width: int, height: int, expected: ExpectedImage) -> None:
+    if width <= 0 or height <= 0:
+        raise _Rejected(RejectionReason.UNDECODABLE, f"the header claims {width}x{height}")
     if width * height > expected.max_pixels:
         raise _Rejected(RejectionReason.TOO_LARGE, f"{width}x{height} exceeds {expected.max_pixels} pixels")
     if (width, height) != (expected.width, expected.height):
@@ -95,11 +237,16 @@ def _check_size(width: int, height: int, expected: ExpectedImage) -> None:
         )
 
 
-def _decode_png(path: str, head: bytes, expected: ExpectedImage) -> dict[str, np.ndarray]:
+def _decode_png(path: str, head: bytes, expected: ExpectedImage) -> _Decoded:
     from PIL import Image
 
     if not head.startswith(PNG_SIGNATURE):
         raise _Rejected(RejectionReason.WRONG_FORMAT, "not a PNG file")
+    if head[12:16] != b"IHDR" or len(head) < 26:
+        raise _Rejected(RejectionReason.UNDECODABLE, "PNG without a header chunk")
+    # Read from IHDR itself: Pillow decodes 16-bit colour PNGs to 8 bits.
+    _check_size(int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), expected)
+    bit_depth, color_type = head[24], head[25]
     try:
         with Image.open(path) as image:
             if image.format != "PNG":
@@ -116,12 +263,16 @@ def _decode_png(path: str, head: bytes, expected: ExpectedImage) -> dict[str, np
     except Exception as error:  # Pillow raises many types for broken files
         raise _Rejected(RejectionReason.UNDECODABLE, f"PNG does not decode: {error}") from error
     if array.ndim == 2:
-        return {"Y": array}
-    names = CHANNEL_NAMES_BY_COUNT[array.shape[2]]
-    return {name: array[:, :, index] for index, name in enumerate(names)}
+        pixels = {"Y": array}
+    else:
+        names = CHANNEL_NAMES_BY_COUNT[array.shape[2]]
+        pixels = {name: array[:, :, index] for index, name in enumerate(names)}
+    names = PNG_CHANNELS_BY_COLOR_TYPE.get(color_type, "".join(pixels))
+    info = ImageInfo("PNG", image.width, image.height, tuple(names), int(bit_depth), "uint")
+    return _Decoded(info, pixels)
 
 
-def _decode_exr(path: str, head: bytes, expected: ExpectedImage) -> dict[str, np.ndarray]:
+def _decode_exr(path: str, head: bytes, expected: ExpectedImage) -> _Decoded:
     import OpenEXR
 
     if not head.startswith(EXR_MAGIC):
@@ -129,25 +280,198 @@ def _decode_exr(path: str, head: bytes, expected: ExpectedImage) -> dict[str, np
     try:
         header = OpenEXR.File(path, header_only=True).header()
         low, high = header["dataWindow"]
-        _check_size(int(high[0] - low[0] + 1), int(high[1] - low[1] + 1), expected)
+        width, height = int(high[0] - low[0] + 1), int(high[1] - low[1] + 1)
+        _check_size(width, height, expected)
         channels = OpenEXR.File(path, separate_channels=True).channels()
         pixels = {name: np.asarray(channel.pixels) for name, channel in channels.items()}
     except _Rejected:
         raise
     except Exception as error:  # OpenEXR raises ValueError or RuntimeError on broken files
         raise _Rejected(RejectionReason.UNDECODABLE, f"EXR does not decode: {error}") from error
-    color = [name for name in pixels if name.rsplit(".", 1)[-1] in COLOR_CHANNELS]
+    if any(values.shape != (height, width) for values in pixels.values()):
+        raise _Rejected(RejectionReason.UNDECODABLE, "EXR channels do not fill the data window")
+    color = [name for name in pixels if _is_color(name)]
     if not color:
         raise _Rejected(RejectionReason.WRONG_CHANNELS, f"no colour channels in {sorted(pixels)}")
-    return pixels
+    kinds = {pixels[name].dtype for name in color}
+    bit_depth = max(values.itemsize * 8 for values in (pixels[name] for name in color))
+    sample_type = "half" if kinds == {np.dtype(np.float16)} else ("float" if bit_depth == 32 else "uint")
+    if any(pixels[name].dtype.kind == "u" for name in color):
+        sample_type = "uint"
+    info = ImageInfo("OPEN_EXR", width, height, tuple(sorted(pixels)), bit_depth, sample_type)
+    return _Decoded(info, pixels)
+
+
+def _is_color(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] in COLOR_CHANNELS
+
+
+def _check_task(info: ImageInfo, expected: ExpectedImage) -> None:
+    if expected.channels is not None:
+        missing = sorted(set(expected.channels) - set(info.channels))
+        if missing:
+            raise _Rejected(
+                RejectionReason.WRONG_CHANNELS,
+                f"missing channels {missing}; the file has {list(info.channels)}",
+            )
+    if expected.bit_depth is not None and info.bit_depth != expected.bit_depth:
+        raise _Rejected(
+            RejectionReason.WRONG_BIT_DEPTH,
+            f"{info.bit_depth}-bit {info.sample_type}, expected {expected.bit_depth}",
+        )
 
 
 def _check_values(pixels: dict[str, np.ndarray]) -> None:
     for name, values in pixels.items():
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             raise _Rejected(RejectionReason.NON_FINITE, f"channel {name} holds NaN or Inf")
-    color = [values for name, values in pixels.items() if name.rsplit(".", 1)[-1] in COLOR_CHANNELS]
+
+
+def _check_content(pixels: dict[str, np.ndarray], expected: ExpectedImage) -> None:
+    color = [values for name, values in pixels.items() if _is_color(name)]
     if all(float(values.min()) == float(values.max()) for values in color):
+        if expected.reference_is_blank:
+            return  # the job's reference render is blank here too: the truth
         black = all(float(values.max()) == 0.0 for values in color)
         what = "all black" if black else "a single constant colour"
         raise _Rejected(RejectionReason.BLANK, f"the image is {what}")
+
+
+def display_luminance(pixels: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean of the colour channels scaled to [0, 1]: integers by their range, floats
+    (linear EXR) clipped to the display range and sRGB encoded, as a thumbnail shows them."""
+    names = [name for name in pixels if _is_color(name)]
+    combined = [name for name in names if ".Combined." in name or "." not in name]
+    names = combined or names
+    total: np.ndarray | None = None
+    for name in names:
+        channel = to_display(pixels[name])
+        total = channel if total is None else total + channel
+    assert total is not None
+    return total / len(names)
+
+
+def to_display(values: np.ndarray) -> np.ndarray:
+    """One channel as float32 in [0, 1] as a display shows it."""
+    if values.dtype.kind in "ui":
+        return values.astype(np.float32) / float(np.iinfo(values.dtype).max)
+    linear = np.clip(values.astype(np.float32), 0.0, 1.0)
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+
+
+def fingerprint(path: str, expected: ExpectedImage) -> str:
+    """The fingerprint ``check_render_output`` compares with ``known_fingerprints``."""
+    pixels = load_pixels(path, expected)
+    return _fingerprint(pixels, display_luminance(pixels))
+
+
+def _fingerprint(pixels: dict[str, np.ndarray], luminance: np.ndarray) -> str:
+    """sha256 of the decoded colour pixels, then a 16-bit luminance signature."""
+    digest = hashlib.sha256()
+    for name in sorted(name for name in pixels if _is_color(name)):
+        values = np.ascontiguousarray(pixels[name])
+        digest.update(f"{name}:{values.dtype.str}:{values.shape}".encode())
+        digest.update(values.tobytes())
+    signature = np.round(_signature(luminance) * 65535).astype(">u2")
+    height, width = signature.shape
+    encoded = base64.b64encode(signature.tobytes()).decode("ascii")
+    return f"{digest.hexdigest()}:{width}x{height}:{encoded}"
+
+
+def _signature(luminance: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    height, width = luminance.shape
+    size = (min(SIGNATURE_SIDE_PX, width), min(SIGNATURE_SIDE_PX, height))
+    return np.asarray(Image.fromarray(luminance.astype(np.float32), "F").resize(size, Image.Resampling.BOX))
+
+
+def _parse_fingerprint(text: str) -> tuple[str, np.ndarray | None]:
+    try:
+        pixel_hash, shape, encoded = text.split(":")
+        width, height = (int(part) for part in shape.split("x"))
+        signature = np.frombuffer(base64.b64decode(encoded), dtype=">u2").reshape(height, width)
+        return pixel_hash, signature.astype(np.float64) / 65535
+    except ValueError:
+        return text.split(":")[0], None
+
+
+def is_duplicate(first: str, second: str) -> str | None:
+    """How two fingerprints match ("pixel-identical", "nearly identical"), or None."""
+    first_hash, first_signature = _parse_fingerprint(first)
+    second_hash, second_signature = _parse_fingerprint(second)
+    if first_hash == second_hash:
+        return "pixel-identical"
+    if first_signature is None or second_signature is None or first_signature.shape != second_signature.shape:
+        return None
+    difference = first_signature - second_signature
+    if float(np.abs(difference - difference.mean()).max()) < NEAR_DUPLICATE_MAX_CELL_DIFF:
+        return "nearly identical"
+    return None
+
+
+def image_statistics(luminance: np.ndarray) -> dict[str, float]:
+    """Noise and detail ratio of a luminance image (empty when it is too small)."""
+    height, width = luminance.shape
+    if min(width, height) < MIN_STATISTICS_SIDE_PX:
+        return {}
+    lum = luminance.astype(np.float64)
+    laplacian = (
+        lum[:-2, :-2] - 2 * lum[:-2, 1:-1] + lum[:-2, 2:]
+        - 2 * lum[1:-1, :-2] + 4 * lum[1:-1, 1:-1] - 2 * lum[1:-1, 2:]
+        + lum[2:, :-2] - 2 * lum[2:, 1:-1] + lum[2:, 2:]
+    )  # fmt: skip
+    noise = float(np.sqrt(np.pi / 2) * np.abs(laplacian).mean() / 6)
+    near = float(np.square(np.diff(lum, axis=1)).mean() + np.square(np.diff(lum, axis=0)).mean())
+    far = float(np.square(lum[:, 2:] - lum[:, :-2]).mean() + np.square(lum[2:] - lum[:-2]).mean())
+    return {"noise": noise, "detail_ratio": far / near if near > 0 else 0.0}
+
+
+def _nearest_phase_gap(pixels: dict[str, np.ndarray]) -> float:
+    """How much more often adjacent pixel pairs repeat at one grid phase than the other."""
+    stacked = np.stack([values for name, values in pixels.items() if _is_color(name)], axis=-1)
+    gaps = []
+    for axis in (0, 1):
+        moved = np.moveaxis(stacked, axis, 0)
+        if moved.shape[0] < 4:
+            continue
+        equal = (moved[:-1] == moved[1:]).all(axis=-1).reshape(moved.shape[0] - 1, -1).mean(axis=1)
+        gaps.append(abs(float(equal[0::2].mean()) - float(equal[1::2].mean())))
+    return max(gaps, default=0.0)
+
+
+def _check_copy(
+    pixels: dict[str, np.ndarray],
+    luminance: np.ndarray,
+    own: str,
+    stats: dict[str, float],
+    expected: ExpectedImage,
+) -> None:
+    if not expected.allow_duplicates:
+        for known in expected.known_fingerprints:
+            match = is_duplicate(own, known)
+            if match:
+                raise _Rejected(
+                    RejectionReason.DUPLICATE_FRAME, f"{match} to a frame already delivered for this job"
+                )
+    if not stats:
+        return
+    gap = _nearest_phase_gap(pixels)
+    if gap > NEAREST_UPSCALE_MIN_PHASE_GAP:
+        raise _Rejected(
+            RejectionReason.UPSCALED, f"pixel pairs repeat on a grid (phase gap {gap:.2f}): a nearest upscale"
+        )
+    reference = expected.reference_detail_ratio
+    if reference is not None and stats["detail_ratio"] > reference + UPSCALE_DETAIL_RATIO_MARGIN:
+        raise _Rejected(
+            RejectionReason.UPSCALED,
+            f"detail ratio {stats['detail_ratio']:.2f} against {reference:.2f} in the job's frames:"
+            " too smooth at the pixel scale, an upscaled image",
+        )
+    noise_reference = expected.reference_noise
+    if noise_reference and stats["noise"] > LOW_SAMPLES_NOISE_RATIO * noise_reference:
+        raise _Rejected(
+            RejectionReason.LOW_SAMPLES,
+            f"noise {stats['noise']:.4f} is {stats['noise'] / noise_reference:.1f}x the job's"
+            f" {noise_reference:.4f}: rendered with far fewer samples",
+        )

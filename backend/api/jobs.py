@@ -125,10 +125,21 @@ def list_frames(job_id: str) -> Any:
             "progress": 1.0 if frame.state == FrameState.VERIFIED else (attempt.progress if attempt else 0.0),
             "last_rejection": frame.last_rejection,
             "output_sha256": frame.output_sha256,
+            "thumbnail_sha256": frame.thumbnail_sha256,
+            "verdict": _verdict(frame),
         }
         for frame, attempt in rows
     ]
     return {"frames": frames}
+
+
+def _verdict(frame: Frame) -> str | None:
+    """The verifier's last word on the frame: "ACCEPTED", or the rejection's reason code."""
+    if frame.state == FrameState.VERIFIED:
+        return "ACCEPTED"
+    if frame.last_rejection:
+        return frame.last_rejection.split(":", 1)[0]
+    return None
 
 
 def _verified_frames(job_id: str) -> list[Frame]:
@@ -156,6 +167,21 @@ def download_frame(job_id: str, number: int) -> Any:
         storage().path_for(frame.output_sha256),
         download_name=_frame_filename(job, number),
         as_attachment=True,
+    )
+
+
+@blueprint.get("/<job_id>/frames/<int:number>/thumbnail")
+@blueprint.doc(summary="A verified frame's preview: PNG, at most 256 px wide, tone-mapped for EXR")
+def frame_thumbnail(job_id: str, number: int) -> Any:
+    job_split.get_job(job_id)
+    frame = db.session.scalar(select(Frame).where(Frame.job_id == job_id, Frame.number == number))
+    if frame is None or frame.state != FrameState.VERIFIED or frame.thumbnail_sha256 is None:
+        raise NotFound(f"frame {number} of job {job_id} has no thumbnail")
+    return send_file(
+        storage().path_for(frame.thumbnail_sha256),
+        mimetype="image/png",
+        download_name=f"frame_{number:05d}_thumbnail.png",
+        max_age=3600,
     )
 
 

@@ -79,6 +79,8 @@ class FrameOut(Schema):
     progress = Float()
     last_rejection = String(allow_none=True)
     output_sha256 = String(allow_none=True)
+    thumbnail_sha256 = String(allow_none=True)
+    verdict = String(allow_none=True)  # "ACCEPTED", a rejection reason code, or None before any
 
 
 class FramesOut(Schema):

@@ -40,6 +40,15 @@ def _missing_files() -> list[dict[str, str]]:
     return missing
 
 
+def _is_animated() -> bool:
+    """Whether anything in the file is keyframed or driven: then two frames of the
+    job that come out pixel-identical are suspect (the verifier's duplicate rule)."""
+    if any(action.users for action in bpy.data.actions):
+        return True
+    holders = [*bpy.data.objects, *bpy.data.materials, *bpy.data.node_groups, *bpy.data.shape_keys]
+    return any(h.animation_data and h.animation_data.drivers for h in holders)
+
+
 PROBE_MAX_SIDE_PX = 160
 PROBE_MAX_SAMPLES = 8
 
@@ -105,6 +114,7 @@ def inspect(scene_path: str, probe_path: str) -> dict[str, object]:
         "opened_with_blender": bpy.app.version_string,
         "scripts_blocked": bool(bpy.app.autoexec_fail),
         "missing_files": _missing_files(),
+        "animated": _is_animated(),
     }
     if scene.camera is not None and not facts["missing_files"]:
         facts["probe"] = probe_render(scene, probe_path)

@@ -14,6 +14,7 @@ from backend import defaults
 from backend.extensions import db
 from backend.models import SceneFile
 from backend.services.scene_intake import storage
+from shared.image_checks import ExpectedImage, RejectionReason, check_render_output, describe_file
 from shared.states import SceneState
 from shared.supervised_process import run_supervised
 
@@ -23,6 +24,13 @@ INSPECT_SCRIPT = Path(__file__).resolve().parent.parent / "blender_child" / "ins
 def blender_python() -> str:
     """The Python that has ``bpy`` installed (the backend's own by default)."""
     return current_app.config.get("RONRENDER_BLENDER_PYTHON") or sys.executable
+
+
+def _probe_is_blank(path: Path) -> bool:
+    """Whether the reference render is one constant colour: then a constant frame is
+    the truth, not a cheat (the verifier's blank rule)."""
+    verdict = check_render_output(str(path), ExpectedImage("PNG", *describe_file(str(path))[1:]))
+    return verdict.reason == RejectionReason.BLANK
 
 
 def analyze_scene(sha256: str) -> None:
@@ -39,6 +47,9 @@ def analyze_scene(sha256: str) -> None:
             cwd=work_dir,
         )
         result = json.loads(result_path.read_text()) if result_path.is_file() else None
+        probe_path = Path(work_dir) / "probe.png"
+        if result is not None and result["ok"] and "probe" in result["scene"] and probe_path.is_file():
+            result["scene"]["probe"]["blank"] = _probe_is_blank(probe_path)
     if result is not None and result["ok"]:
         scene.state = SceneState.READY
         scene.analysis = result["scene"]

@@ -1,18 +1,34 @@
 """Checking each uploaded render output; a verified frame is paid, a rejected one
-goes back to the queue for another node with its reason recorded."""
+goes back to the queue for another node with its reason recorded.
+
+The job's expectations come from the job (format, size, channels) and from its
+frames verified so far: their fingerprints (no frame paid twice for one picture)
+and their median noise and detail (no frame rendered with far fewer samples or
+upscaled from a small render). Two nodes that independently deliver what one of
+those comparisons rejected are believed: the scene really is like that there.
+"""
 
 from __future__ import annotations
+
+import io
+import statistics
 
 from flask import current_app
 from sqlalchemy import select
 
 from backend.extensions import db
-from backend.models import Attempt, Frame
+from backend.models import Attempt, Frame, Job
 from backend.services import job_lifecycle, payments, reputation
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
-from shared.image_checks import ExpectedImage, check_render_output
+from shared.image_checks import ExpectedImage, RejectionReason, check_render_output
 from shared.states import AttemptOutcome, FrameState
+from shared.thumbnails import make_thumbnail
+
+# The statistical checks start once this many frames of the job are verified.
+MIN_REFERENCE_FRAMES = 3
+# Rejections that compare with the job's other frames rather than with the task.
+COMPARATIVE_REASONS = (RejectionReason.DUPLICATE_FRAME, RejectionReason.UPSCALED, RejectionReason.LOW_SAMPLES)
 
 
 def verify_attempt(attempt_id: int) -> None:
@@ -21,20 +37,20 @@ def verify_attempt(attempt_id: int) -> None:
         return  # already judged: verification is idempotent
     frame = attempt.frame
     job = frame.job
-    expected = ExpectedImage(
-        output_format=job.output_format,
-        width=job.output_width,
-        height=job.output_height,
-        max_bytes=current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"],
-    )
     assert attempt.output_sha256 is not None
-    verdict = check_render_output(str(storage().path_for(attempt.output_sha256)), expected)
+    output_path = str(storage().path_for(attempt.output_sha256))
+    expected = expected_image(job, frame, attempt)
+    verdict = check_render_output(output_path, expected)
+    attempt.output_fingerprint = verdict.fingerprint
     if verdict.accepted:
         verified = transition_frame(
             frame.id,
             FrameState.VERIFIED,
             expect=[FrameState.UPLOADED],
             output_sha256=attempt.output_sha256,
+            output_fingerprint=verdict.fingerprint,
+            output_stats=verdict.stats or None,
+            thumbnail_sha256=_store_thumbnail(output_path, expected),
         )
         attempt.outcome = AttemptOutcome.VERIFIED if verified else AttemptOutcome.CANCELLED
         if verified:
@@ -51,6 +67,60 @@ def verify_attempt(attempt_id: int) -> None:
         db.session.commit()
         _drop_unreferenced_output(attempt.output_sha256)
     job_lifecycle.finish_job_if_done(job.id)
+
+
+def expected_image(job: Job, frame: Frame, attempt: Attempt) -> ExpectedImage:
+    """What this frame's output must be, from the job and its frames verified so far."""
+    analysis = job.scene.analysis or {}
+    probe = analysis.get("probe") or {}
+    verified = db.session.execute(
+        select(Frame.output_fingerprint, Frame.output_stats).where(
+            Frame.job_id == job.id, Frame.state == FrameState.VERIFIED, Frame.id != frame.id
+        )
+    ).all()
+    stats = [row.output_stats for row in verified if row.output_stats]
+    enough = len(stats) >= MIN_REFERENCE_FRAMES
+    confirmed = _confirmed_by_another_node(frame, attempt)
+    return ExpectedImage(
+        output_format=job.output_format,
+        width=job.output_width,
+        height=job.output_height,
+        max_bytes=current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"],
+        # the reference is the middle frame; a scene blank there is trusted to be blank
+        reference_is_blank=bool(probe.get("blank")),
+        known_fingerprints=tuple(row.output_fingerprint for row in verified if row.output_fingerprint),
+        # an unknown or static scene may repeat frames honestly
+        allow_duplicates=not analysis.get("animated", False) or confirmed,
+        reference_noise=statistics.median(s["noise"] for s in stats) if enough and not confirmed else None,
+        reference_detail_ratio=(
+            statistics.median(s["detail_ratio"] for s in stats) if enough and not confirmed else None
+        ),
+    )
+
+
+def _confirmed_by_another_node(frame: Frame, attempt: Attempt) -> bool:
+    """Whether another node's output for this frame was already rejected by a
+    comparison with the job's other frames: a second independent delivery that the
+    comparison would reject again is the scene, not a cheat."""
+    earlier = db.session.scalars(
+        select(Attempt.reason).where(
+            Attempt.frame_id == frame.id,
+            Attempt.id != attempt.id,
+            Attempt.node_id != attempt.node_id,
+            Attempt.outcome == AttemptOutcome.REJECTED,
+        )
+    ).all()
+    return any((reason or "").startswith(tuple(str(r) for r in COMPARATIVE_REASONS)) for reason in earlier)
+
+
+def _store_thumbnail(path: str, expected: ExpectedImage) -> str | None:
+    """Make the frame's preview once, in content-addressed storage."""
+    try:
+        png = make_thumbnail(path, expected)
+    except Exception:  # a preview never blocks payment for a verified frame
+        current_app.logger.exception("thumbnail of %s failed", path)
+        return None
+    return storage().save_stream(io.BytesIO(png), max_bytes=len(png)).sha256
 
 
 def _drop_unreferenced_output(sha256: str) -> None:

@@ -467,6 +467,10 @@ def scenario_farm(spec: dict) -> dict:
 
     # The same scene as OpenEXR, submitted without an estimate, cancelled once a frame is verified.
     bpy.context.scene.ronrender.output_format = "OPEN_EXR"
+    # Slow frames (the node keeps Blender up between frames, so tiny ones finish
+    # before the cancel could land): many samples at full resolution.
+    bpy.context.scene.ronrender.override_samples = True
+    bpy.context.scene.ronrender.samples = 3000
     posted.clear()
     result["exr_submit"] = call(bpy.ops.ronrender.submit_job)
     if "error" in result["exr_submit"]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from shared.image_checks import ExpectedImage, check_render_output
 
@@ -28,6 +30,16 @@ def ronrender(farm, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def wait_until_settled(farm, job_id: str, timeout_s: float = 60) -> dict:
+    """The job once its close (fee and refund) is confirmed on chain, a moment after COMPLETED."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = requests.get(f"{farm.url}/api/v1/jobs/{job_id}", timeout=10).json()
+        if job["money"]["fee_wei"] != "0" or time.monotonic() > deadline:
+            return job
+        time.sleep(0.3)
+
+
 def test_submit_renders_every_frame_on_two_nodes(start_farm, scene_files, tmp_path):
     farm = start_farm(nodes=2)
     submitted = ronrender(farm, "submit", str(scene_files["tiny"]), "--yes", "--json")
@@ -35,6 +47,7 @@ def test_submit_renders_every_frame_on_two_nodes(start_farm, scene_files, tmp_pa
     job = json.loads(submitted.stdout)
     assert job["state"] == "COMPLETED"
     assert job["frame_counts"]["VERIFIED"] == 4
+    job = wait_until_settled(farm, job["id"])
     money = {k: int(v) for k, v in job["money"].items()}
     assert money["release_wei"] == 4 * int(job["price_per_frame_wei"])
     assert money["lock_wei"] == money["release_wei"] + money["fee_wei"] + money["refund_wei"]

@@ -76,6 +76,7 @@ def test_node_downloads_a_scene_once_and_cleans_up(start_farm, scene_files, tmp_
     assert not thread.is_alive()
     assert service.frames_done == 4
     assert service.scenes.downloads == 1
+    assert service.blender.starts == 1  # one Blender, kept up with the scene loaded, for all 4 frames
     assert {f["node_id"] for f in frames(farm, job_id)} == {service.node_id}
     assert not (tmp_path / "node" / "attempts").exists() or not any(
         (tmp_path / "node" / "attempts").iterdir()

@@ -1,0 +1,131 @@
+/* Upload a .blend from the browser (with upload progress), wait for Blender to read it,
+ * create the job, show its estimate and accept it with the artist's browser wallet. */
+"use strict";
+
+(() => {
+  const { el, api, formatRon } = RR;
+  const base = document.body.dataset.dashboard;
+  const form = document.getElementById("upload-form");
+  const fileInput = document.getElementById("scene-file");
+  const fileLabel = document.getElementById("file-label");
+  const button = document.getElementById("upload-button");
+  const progressBlock = document.getElementById("upload-progress");
+  const stage = document.getElementById("upload-stage");
+  const percentText = document.getElementById("upload-percent");
+  const bar = document.getElementById("upload-bar");
+  const estimateCard = document.getElementById("estimate-card");
+  const acceptButton = document.getElementById("accept-button");
+  const SCENE_POLL_MS = 1000;
+
+  fileInput.addEventListener("change", () => {
+    const file = fileInput.files[0];
+    fileLabel.textContent = file ? `${file.name} · ${RR.bytes(file.size)}` : "Choose a .blend file";
+  });
+
+  function showProgress(label, fraction) {
+    progressBlock.hidden = false;
+    stage.textContent = label;
+    const percent = Math.floor(fraction * 100);
+    percentText.textContent = `${percent} %`;
+    bar.style.width = `${percent}%`;
+  }
+
+  /** POST the raw file with XMLHttpRequest: fetch() cannot report upload progress. */
+  function uploadScene(file) {
+    return new Promise((resolve, reject) => {
+      const request = new XMLHttpRequest();
+      request.open("POST", `${RR.API}/scenes`);
+      request.setRequestHeader("Content-Type", "application/octet-stream");
+      request.setRequestHeader("Accept", "application/json");
+      request.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) showProgress("Uploading…", event.loaded / event.total);
+      });
+      request.addEventListener("load", () => {
+        let data = null;
+        try {
+          data = JSON.parse(request.responseText);
+        } catch (_) {
+          /* not JSON: reported below */
+        }
+        if (request.status >= 200 && request.status < 300 && data) resolve(data);
+        else reject(new Error((data && data.message) || `upload failed: HTTP ${request.status}`));
+      });
+      request.addEventListener("error", () => reject(new Error("upload failed: the connection dropped")));
+      request.addEventListener("abort", () => reject(new Error("upload aborted")));
+      request.send(file);
+    });
+  }
+
+  async function waitForScene(sha256) {
+    showProgress("Blender is reading the scene…", 1);
+    for (;;) {
+      const scene = await api(`/scenes/${sha256}`);
+      if (scene.state === "READY") return scene;
+      if (scene.state === "INVALID") throw new Error(`Blender could not use this file: ${scene.error}`);
+      await new Promise((resolve) => setTimeout(resolve, SCENE_POLL_MS));
+    }
+  }
+
+  function overrides() {
+    const request = {};
+    for (const field of form.querySelectorAll("[name]")) {
+      if (field.value === "") continue;
+      request[field.name] = field.type === "number" ? Number(field.value) : field.value;
+    }
+    return request;
+  }
+
+  function showEstimate(job) {
+    estimateCard.hidden = false;
+    estimateCard.dataset.jobId = job.id;
+    RR.facts(document.getElementById("estimate-facts"), [
+      ["Frames", `${job.frames_total} (${job.frame_start}–${job.frame_end})`],
+      ["Output", `${job.width}×${job.height} ${job.output_format}, ${job.engine}, ${job.samples ?? "–"} samples`],
+      ["Price per frame", formatRon(job.price_per_frame_wei), { wei: job.price_per_frame_wei }],
+      ["Total", formatRon(job.estimate_wei), { wei: job.estimate_wei, id: "estimate-total" }],
+      ["Platform fee", `${job.fee_bps / 100} % of paid frames, included`],
+      ["Safety margin", `${job.safety_margin_percent} %, refunded if unused`],
+    ]);
+    document.getElementById("job-link").href = `${base}jobs/${job.id}`;
+    if (RR.hasWallet()) {
+      acceptButton.hidden = false;
+    } else {
+      document.getElementById("cli-accept").hidden = false;
+      document.getElementById("cli-command").textContent = `ronrender accept ${job.id}`;
+    }
+  }
+
+  acceptButton.addEventListener("click", async () => {
+    acceptButton.disabled = true;
+    try {
+      const job = await RR.acceptWithWallet(estimateCard.dataset.jobId);
+      location.assign(`${base}jobs/${job.id}`);
+    } catch (error) {
+      RR.notice(`Not accepted: ${error.message}`, "error");
+      acceptButton.disabled = false;
+    }
+  });
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = fileInput.files[0];
+    if (!file) return;
+    button.disabled = true;
+    estimateCard.hidden = true;
+    RR.clearNotice();
+    try {
+      showProgress("Uploading…", 0);
+      const scene = await uploadScene(file);
+      await waitForScene(scene.sha256);
+      showProgress("Pricing…", 1);
+      const job = await api("/jobs", { method: "POST", json: { scene_sha256: scene.sha256, ...overrides() } });
+      showProgress("Estimate ready", 1);
+      showEstimate(job);
+    } catch (error) {
+      RR.notice(error.message, "error");
+      progressBlock.hidden = true;
+    } finally {
+      button.disabled = false;
+    }
+  });
+})();

@@ -1,0 +1,71 @@
+"""Blender child that stays up between frames of one job: it opens the scene file
+once (scripts kept from running), applies the job's overrides in memory once,
+then renders one frame per request.
+
+Requests arrive as JSON lines on stdin: {"frame": N, "output_path": "..."}.
+Each answer is one JSON line written to the file descriptor named on the command
+line, so Blender's own log on stdout never mixes with answers.
+
+Usage: python render_server.py RESULT_FD SETTINGS.json
+SETTINGS holds scene_path, output_format, engine, samples, resolution_percentage,
+threads (0 = all cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import bpy
+
+
+def open_scene(settings: dict) -> bpy.types.Scene:
+    bpy.ops.wm.open_mainfile(filepath=settings["scene_path"], load_ui=False, use_scripts=False)
+    if bpy.app.autoexec_fail:
+        print("RonRender: the scene carries scripts; they were not run", flush=True)
+    scene = bpy.context.scene
+    render = scene.render
+    render.engine = settings["engine"]
+    if settings["samples"] is not None:
+        if settings["engine"] == "CYCLES":
+            scene.cycles.samples = settings["samples"]
+        elif settings["engine"].startswith("BLENDER_EEVEE"):
+            scene.eevee.taa_render_samples = settings["samples"]
+    if settings["engine"] == "CYCLES":
+        scene.cycles.device = "CPU"
+    render.resolution_percentage = settings["resolution_percentage"]
+    if settings["threads"]:
+        render.threads_mode = "FIXED"
+        render.threads = settings["threads"]
+    render.image_settings.file_format = settings["output_format"]
+    render.use_file_extension = False
+    return scene
+
+
+def main() -> int:
+    answers = os.fdopen(int(sys.argv[1]), "w", buffering=1)
+    with open(sys.argv[2], encoding="utf-8") as handle:
+        settings = json.load(handle)
+    scene = open_scene(settings)
+    answers.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        request = json.loads(line)
+        started = time.perf_counter()
+        try:
+            scene.frame_set(request["frame"])
+            scene.render.filepath = request["output_path"]
+            bpy.ops.render.render(write_still=True)
+            answer = {"ok": True, "render_s": time.perf_counter() - started}
+        except Exception as error:  # report, stay up for the next frame
+            traceback.print_exc()
+            answer = {"ok": False, "error": str(error)}
+        sys.stdout.flush()
+        answers.write(json.dumps(answer) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""A small PNG preview of a verified render output, for the add-on and the dashboard:
+at most THUMBNAIL_MAX_WIDTH_PX wide, 8-bit, EXR tone-mapped (clipped to the display
+range and sRGB encoded, as Blender's Standard view shows it)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from shared.image_checks import ExpectedImage, load_pixels, to_display
+
+THUMBNAIL_MAX_WIDTH_PX = 256
+
+
+def make_thumbnail(path: str, expected: ExpectedImage) -> bytes:
+    """PNG bytes of the preview of a file that passed ``check_render_output``."""
+    from PIL import Image
+
+    pixels = load_pixels(path, expected)
+    layer = _main_layer(pixels)
+    names = [name for name in ("R", "G", "B", "A") if name in layer] or ["Y"]
+    if names == ["Y"]:
+        names = ["Y", "Y", "Y"] + (["A"] if "A" in layer else [])
+    planes = [np.round(to_display(layer[name]) * 255).astype(np.uint8) for name in names]
+    image = Image.fromarray(np.stack(planes, axis=-1), "RGBA" if len(planes) == 4 else "RGB")
+    if image.width > THUMBNAIL_MAX_WIDTH_PX:
+        height = max(1, round(image.height * THUMBNAIL_MAX_WIDTH_PX / image.width))
+        image = image.resize((THUMBNAIL_MAX_WIDTH_PX, height), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _main_layer(pixels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Channels by their last name part, from the combined pass of a multilayer EXR."""
+    if all("." not in name for name in pixels):
+        return pixels
+    combined = {name.rsplit(".", 1)[-1]: values for name, values in pixels.items() if ".Combined." in name}
+    if combined:
+        return combined
+    return {name.rsplit(".", 1)[-1]: values for name, values in pixels.items()}

@@ -1,0 +1,101 @@
+"""The node's Blender child, kept up across frames of a job: reused while the job
+stays the same, replaced after a crash, a hang past the time limit, a cancel, or
+a new job — and it never runs the scene's scripts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from node_runner.render import BlenderSession
+from shared.image_checks import ExpectedImage, check_render_output
+from shared.protocol import FrameAssignment, RenderSettings
+from tests.conftest import make_scene
+
+pytestmark = pytest.mark.integration
+
+
+def assignment(
+    frame: int, scene: str = "a" * 64, time_limit_s: int = 120, samples: int = 4
+) -> FrameAssignment:
+    return FrameAssignment(
+        attempt_id=frame,
+        lease_token="t",
+        job_id="j",
+        frame_number=frame,
+        scene_sha256=scene,
+        scene_size_bytes=1,
+        settings=RenderSettings("PNG", "CYCLES", samples, 100, 64, 36),
+        time_limit_s=time_limit_s,
+    )
+
+
+@pytest.fixture
+def session(tmp_path):
+    blender = BlenderSession(sys.executable, threads=1, work_dir=tmp_path / "blender")
+    yield blender
+    blender.close()
+
+
+def render(session, scene: Path, job: FrameAssignment, out: Path, cancel=None):
+    out.mkdir(parents=True, exist_ok=True)
+    progress = []
+    result = session.render(job, scene, out, on_progress=progress.append, cancel=cancel or threading.Event())
+    return result, progress
+
+
+def test_frames_of_one_job_share_one_blender(session, scene_files, tmp_path):
+    for frame in (1, 2, 3):
+        result, progress = render(session, scene_files["tiny"], assignment(frame), tmp_path / f"f{frame}")
+        assert result.output_path is not None, result.process.log_tail
+        assert check_render_output(str(result.output_path), ExpectedImage("PNG", 64, 36)).accepted
+        assert progress and progress[-1].fraction == 1.0
+    assert session.starts == 1
+    render(session, scene_files["tiny"], assignment(4, scene="b" * 64), tmp_path / "other-job")
+    assert session.starts == 2  # another job gets a fresh Blender
+
+
+def test_a_crashed_blender_is_replaced(session, scene_files, tmp_path):
+    render(session, scene_files["tiny"], assignment(1), tmp_path / "a")
+    os.killpg(session._process.pid, signal.SIGKILL)
+    result, _ = render(session, scene_files["tiny"], assignment(2), tmp_path / "b")
+    assert result.output_path is None  # the dead one is noticed...
+    result, _ = render(session, scene_files["tiny"], assignment(2), tmp_path / "c")
+    assert result.output_path is not None  # ...and replaced
+    assert session.starts == 2
+
+
+def test_a_render_past_its_time_limit_is_stopped(session, tmp_path):
+    slow = make_scene(
+        tmp_path / "slow.blend", "--frames", "1", "--width", "320", "--height", "180", "--samples", "4000"
+    )
+    job = assignment(1, time_limit_s=1, samples=None)
+    result, _ = render(session, slow, job, tmp_path / "out")
+    assert result.output_path is None
+    assert result.failure_reason == "render stopped: max_time"
+    assert result.process.wall_s < 30
+
+
+def test_scene_scripts_never_run(session, tmp_path):
+    marker = tmp_path / "pwned"
+    scene = tmp_path / "scripted.blend"
+    helper = Path(__file__).parent / "make_scripted_scene.py"
+    subprocess.run([sys.executable, str(helper), str(scene), str(marker)], check=True, capture_output=True)
+    # The control: Blender with scripts allowed does run them.
+    trusting = (
+        f"import bpy, os; bpy.ops.wm.open_mainfile(filepath={str(scene)!r}, use_scripts=True); "
+        "bpy.context.scene.frame_set(1); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", trusting], check=True, capture_output=True, timeout=120)
+    assert marker.exists()
+    marker.unlink()
+
+    result, _ = render(session, scene, assignment(1), tmp_path / "out")
+    assert result.output_path is not None, result.process.log_tail
+    assert not marker.exists()
