@@ -18,6 +18,7 @@ from backend.errors import (
 from backend.extensions import db
 from backend.models import Frame, Job, SceneFile
 from backend.services.estimate import estimate_job
+from backend.services.matchmaker import blender_version_number
 from shared.states import FrameState, JobState, OutputFormat, SceneState
 
 MAX_FRAMES_PER_JOB = 1_000_000
@@ -37,11 +38,6 @@ class JobRequest:
     output_format: str | None = None
     required_device: str | None = None
     required_memory_bytes: int = 0
-
-
-def _blender_version_number(version: str) -> int:
-    major, minor = version.split(".")[:2]
-    return int(major) * 100 + int(minor)
 
 
 def create_job(request: JobRequest) -> Job:
@@ -96,7 +92,7 @@ def create_job(request: JobRequest) -> Job:
         resolution_percentage=percentage,
         required_device=request.required_device or info["device"],
         required_memory_bytes=request.required_memory_bytes,
-        min_blender_version=_blender_version_number(info["saved_with_blender"]),
+        min_blender_version=blender_version_number(info["saved_with_blender"]),
         frames_total=len(numbers),
         price_per_frame_wei=0,
         fee_bps=0,
