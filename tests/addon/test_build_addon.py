@@ -59,7 +59,7 @@ def test_the_zip_is_the_same_for_the_same_sources(addon_zip, tmp_path):
 def test_blenders_extension_validator_accepts_the_zip(addon_zip):
     cli = blender_ext_cli()
     if cli is None:
-        pytest.skip("the bpy wheel with Blender's extension command line is not installed")
+        pytest.fail("the bpy wheel with Blender's extension command line is not installed (make setup)")
     checked = subprocess.run(
         [sys.executable, str(cli), "validate", str(addon_zip)], capture_output=True, text=True, timeout=60
     )

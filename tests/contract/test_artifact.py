@@ -20,7 +20,7 @@ COMPILE_SCRIPT = ROOT / "scripts" / "compile_contract.mjs"
 def fresh_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     node = shutil.which("node")
     if node is None or not (NODE_MODULES / "solc").is_dir():
-        pytest.skip("node or the pinned solc is missing: run `npm ci`")
+        pytest.fail("node or the pinned solc is missing: run `npm ci` (make setup does)")
     out_dir = tmp_path_factory.mktemp("contracts-build")
     subprocess.run(
         [node, str(COMPILE_SCRIPT), "--out-dir", str(out_dir)],
