@@ -49,6 +49,11 @@ def open_wallet(keystore: Path | None) -> Wallet:
         raise click.ClickException(f"cannot open {keystore}: {error}") from error
 
 
+def escrow_wallet(client: ArtistClient, keystore: Path | None) -> EscrowWallet:
+    """The artist's wallet, connected to the escrow the backend names."""
+    return EscrowWallet(open_wallet(keystore), client.escrow_info())
+
+
 keystore_option = click.option(
     "--keystore",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -308,8 +313,8 @@ def wallet_new(keystore: Path) -> None:
 @click.pass_obj
 def wallet_show(client: ArtistClient, keystore: Path | None) -> None:
     """Your address, its RON on chain, and its escrow balance and cap."""
-    own = open_wallet(keystore)
-    escrow = EscrowWallet(own, client.escrow_info())
+    escrow = escrow_wallet(client, keystore)
+    own = escrow.wallet
     balance = client.wallet_balance(own.address)
     click.echo(f"address        {own.address}")
     click.echo(f"on chain       {format_ron(escrow.chain_balance())}")
@@ -325,7 +330,7 @@ def wallet_show(client: ArtistClient, keystore: Path | None) -> None:
 def wallet_deposit(client: ArtistClient, amount_ron: str, cap_ron: str | None, keystore: Path | None) -> None:
     """Deposit AMOUNT_RON into your escrow balance (and optionally set the cap)."""
     amount, cap = parse_ron(amount_ron), parse_ron(cap_ron) if cap_ron else None
-    escrow = EscrowWallet(open_wallet(keystore), client.escrow_info())
+    escrow = escrow_wallet(client, keystore)
     click.echo(f"deposited {format_ron(amount)}: {escrow.deposit(amount)}")
     if cap is not None:
         click.echo(f"spending cap {format_ron(cap)}: {escrow.set_spending_cap(cap)}")
@@ -338,7 +343,7 @@ def wallet_deposit(client: ArtistClient, amount_ron: str, cap_ron: str | None, k
 def wallet_cap(client: ArtistClient, amount_ron: str, keystore: Path | None) -> None:
     """Set how much the platform may lock from your balance in total."""
     cap = parse_ron(amount_ron)
-    escrow = EscrowWallet(open_wallet(keystore), client.escrow_info())
+    escrow = escrow_wallet(client, keystore)
     click.echo(f"spending cap {format_ron(cap)}: {escrow.set_spending_cap(cap)}")
 
 
@@ -349,5 +354,5 @@ def wallet_cap(client: ArtistClient, amount_ron: str, keystore: Path | None) -> 
 def wallet_withdraw(client: ArtistClient, amount_ron: str, keystore: Path | None) -> None:
     """Withdraw AMOUNT_RON of your unlocked escrow balance back to your wallet."""
     amount = parse_ron(amount_ron)
-    escrow = EscrowWallet(open_wallet(keystore), client.escrow_info())
+    escrow = escrow_wallet(client, keystore)
     click.echo(f"withdrew {format_ron(amount)}: {escrow.withdraw(amount)}")

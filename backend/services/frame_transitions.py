@@ -7,10 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import update
 
-from backend.extensions import db
 from backend.models import Frame
+from backend.services.guarded_update import move_state
 from shared.states import FrameState, states_leading_to
 
 
@@ -29,18 +28,7 @@ def transition_frame(
     allowed_from = set(states_leading_to(to_state))
     if expect is not None:
         allowed_from &= set(expect)
-    result = db.session.execute(
-        update(Frame)
-        .where(Frame.id == frame_id, Frame.state.in_(allowed_from))
-        .values(state=to_state, **values)
-        .execution_options(synchronize_session=False)
-    )
-    moved = result.rowcount == 1
-    if moved:
-        frame = db.session.get(Frame, frame_id)
-        if frame is not None:
-            db.session.refresh(frame)
-    return moved
+    return move_state(Frame, frame_id, allowed_from, to_state, **values)
 
 
 def requeue_or_fail(frame: Frame, *, counts_as_failure: bool, reason: str | None) -> FrameState:

@@ -16,23 +16,14 @@ from backend.escrow_chain import acceptance_typed_data, recover_signer
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, utc_now
 from backend.services.chain_access import escrow_chain
+from backend.services.guarded_update import move_state
 from backend.services.job_split import get_job
 from shared.states import FINAL_FRAME_STATES, AttemptOutcome, FrameState, JobState
 
 
 def transition_job(job_id: str, from_states: set[JobState], to_state: JobState, **values: Any) -> bool:
-    result = db.session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.state.in_(from_states))
-        .values(state=to_state, **values)
-        .execution_options(synchronize_session=False)
-    )
-    moved = result.rowcount == 1
-    if moved:
-        job = db.session.get(Job, job_id)
-        if job is not None:
-            db.session.refresh(job)
-    return moved
+    """Move a job between states exactly once (see ``move_state``)."""
+    return move_state(Job, job_id, from_states, to_state, **values)
 
 
 def acceptance_message(job: Job, artist_address: str) -> dict[str, Any]:

@@ -1,0 +1,33 @@
+"""The one mechanism behind every state change that must happen exactly once:
+a conditional UPDATE that moves a row only from the states it may leave."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import update
+
+from backend.extensions import db
+
+
+def move_state(
+    model: type, row_id: object, from_states: Iterable[object], to_state: object, **values: Any
+) -> bool:
+    """Set ``state`` (and ``values``) on one row if its state is in ``from_states``; True if it moved.
+
+    The check and the write are one statement, so of two racing callers exactly
+    one sees True. A loaded copy of the row is refreshed. The caller commits.
+    """
+    result = db.session.execute(
+        update(model)
+        .where(model.id == row_id, model.state.in_(list(from_states)))
+        .values(state=to_state, **values)
+        .execution_options(synchronize_session=False)
+    )
+    moved = result.rowcount == 1
+    if moved:
+        row = db.session.get(model, row_id)
+        if row is not None:
+            db.session.refresh(row)
+    return moved
