@@ -13,15 +13,34 @@ from typing import Any
 from tqdm.utils import CallbackIOWrapper
 
 from shared import protocol
-from shared.api_client import ApiClient
+from shared.api_client import ApiClient, SigningWallet
 from shared.states import SETTLED_JOB_STATES, SceneState
 
 POLL_INTERVAL_S = 0.5
 
 
 class ArtistClient:
-    def __init__(self, base_url: str) -> None:
-        self.api = ApiClient(base_url, timeout_s=300)
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        self.api = ApiClient(base_url, timeout_s=300, token=token)
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.api.signed_in or self.api.wallet is not None
+
+    def sign_in_with(self, wallet: SigningWallet) -> None:
+        """Sign in with the wallet (unless an API token was given): challenge, signature, session."""
+        if not self.api.signed_in:
+            self.api.wallet = wallet
+
+    def create_api_token(self, name: str, expires_in_days: int | None) -> dict[str, Any]:
+        body = {"name": name, "expires_in_days": expires_in_days}
+        return self.api.json("POST", protocol.auth_tokens_path(), json=body)
+
+    def api_tokens(self) -> list[dict[str, Any]]:
+        return self.api.json("GET", protocol.auth_tokens_path())["tokens"]
+
+    def revoke_api_token(self, token_id: str) -> dict[str, Any]:
+        return self.api.json("DELETE", f"{protocol.auth_tokens_path()}/{token_id}")
 
     def upload_scene(self, path: Path, on_bytes: Callable[[int], None]) -> dict[str, Any]:
         """Stream the file to the backend; ``on_bytes`` is called with each chunk's size."""

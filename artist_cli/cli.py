@@ -13,7 +13,7 @@ import click
 from tqdm import tqdm
 
 from artist_cli.artist_client import ArtistClient
-from artist_cli.wallet import KEYSTORE_ENV, PASSWORD_ENV, EscrowWallet, Wallet
+from artist_cli.wallet import KEYSTORE_ENV, PASSWORD_ENV, TOKEN_ENV, EscrowWallet, Wallet
 from shared.api_client import ApiError
 from shared.protocol import BACKEND_URL_ENV, DEFAULT_BACKEND_URL
 from shared.states import JobState, OutputFormat, RenderEngine, SceneState
@@ -47,6 +47,19 @@ def open_wallet(keystore: Path | None) -> Wallet:
         return Wallet.open(keystore, password)
     except ValueError as error:
         raise click.ClickException(f"cannot open {keystore}: {error}") from error
+
+
+def signed_in_wallet(client: ArtistClient, keystore: Path | None) -> Wallet:
+    """Open the wallet; the client signs in with it (unless it already has an API token)."""
+    wallet = open_wallet(keystore)
+    client.sign_in_with(wallet)
+    return wallet
+
+
+def require_sign_in(client: ArtistClient, keystore: Path | None) -> None:
+    """An API token (--token) is enough; without one, the wallet signs in."""
+    if not client.has_credentials:
+        signed_in_wallet(client, keystore)
 
 
 def escrow_wallet(client: ArtistClient, keystore: Path | None) -> EscrowWallet:
@@ -90,10 +103,16 @@ class ApiErrorsAsClickErrors(click.Group):
     show_default=True,
     help=f"Backend URL (or ${BACKEND_URL_ENV}).",
 )
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    default=None,
+    help=f"An API token (or ${TOKEN_ENV}); without one, commands sign in with your wallet.",
+)
 @click.pass_context
-def main(ctx: click.Context, url: str) -> None:
+def main(ctx: click.Context, url: str, token: str | None) -> None:
     """RonRender: render Blender scenes on a farm paid in RON."""
-    ctx.obj = ArtistClient(url)
+    ctx.obj = ArtistClient(url, token=token)
 
 
 @main.command()
@@ -123,7 +142,7 @@ def submit(
 ) -> None:
     """Upload SCENE (a packed .blend), show the estimate, lock it from your wallet, and render it."""
     frame_start, frame_end = parse_frames(frames)
-    wallet = open_wallet(keystore)
+    wallet = signed_in_wallet(client, keystore)
     with tqdm(total=scene.stat().st_size, unit="B", unit_scale=True, desc="upload", file=sys.stderr) as bar:
         uploaded = client.upload_scene(scene, bar.update)
     click.echo(f"scene {uploaded['sha256'][:12]} stored; Blender is reading it…", err=True)
@@ -206,16 +225,19 @@ def _report(job: dict[str, Any], as_json: bool) -> None:
 @click.pass_obj
 def accept_command(client: ArtistClient, job_id: str, keystore: Path | None, no_wait: bool) -> None:
     """Accept JOB_ID's estimate (again, after a deposit) and follow it."""
-    job = accept(client, client.get_job(job_id), open_wallet(keystore))
+    wallet = signed_in_wallet(client, keystore)
+    job = accept(client, client.get_job(job_id), wallet)
     if not no_wait:
         _report(_follow(client, job), as_json=False)
 
 
 @main.command()
 @click.argument("job_id")
+@keystore_option
 @click.pass_obj
-def cancel(client: ArtistClient, job_id: str) -> None:
+def cancel(client: ArtistClient, job_id: str, keystore: Path | None) -> None:
     """Cancel JOB_ID; what was locked and not paid is refunded."""
+    require_sign_in(client, keystore)
     job = client.cancel_job(job_id)
     click.echo(f"job {job['id']} {job['state']}")
 
@@ -223,9 +245,11 @@ def cancel(client: ArtistClient, job_id: str) -> None:
 @main.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
+@keystore_option
 @click.pass_obj
-def status(client: ArtistClient, job_id: str, as_json: bool) -> None:
+def status(client: ArtistClient, job_id: str, as_json: bool, keystore: Path | None) -> None:
     """Show a job's state, frames and money."""
+    require_sign_in(client, keystore)
     job = client.get_job(job_id)
     frames = client.frames(job_id)
     if as_json:
@@ -247,9 +271,11 @@ def status(client: ArtistClient, job_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("job_id")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@keystore_option
 @click.pass_obj
-def download(client: ArtistClient, job_id: str, directory: Path) -> None:
+def download(client: ArtistClient, job_id: str, directory: Path, keystore: Path | None) -> None:
     """Download every verified frame of JOB_ID into DIRECTORY."""
+    require_sign_in(client, keystore)
     paths = client.download(job_id, directory)
     if not paths:
         raise click.ClickException(f"job {job_id} has no verified frames yet")
@@ -287,6 +313,46 @@ def verify(image: Path, width: int | None, height: int | None, image_format: str
     } | verdict.to_json()
     click.echo(json.dumps(report, indent=2))
     sys.exit(0 if verdict.accepted else 1)
+
+
+@main.group()
+def token() -> None:
+    """API tokens for scripts and the Blender add-on: create, list, revoke."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--expires-in-days", type=click.IntRange(1, 3650), help="Default: until revoked.")
+@keystore_option
+@click.pass_obj
+def token_create(client: ArtistClient, name: str, expires_in_days: int | None, keystore: Path | None) -> None:
+    """Create a token named NAME; prints the secret once (paste it into the add-on's preferences)."""
+    require_sign_in(client, keystore)
+    issued = client.create_api_token(name, expires_in_days)
+    click.echo(f"token {issued['id']} for {issued['address']} (shown once):", err=True)
+    click.echo(issued["token"])
+
+
+@token.command("list")
+@keystore_option
+@click.pass_obj
+def token_list(client: ArtistClient, keystore: Path | None) -> None:
+    """Your API tokens (never their secrets)."""
+    require_sign_in(client, keystore)
+    for issued in client.api_tokens():
+        state = "revoked" if issued["revoked_at"] else f"expires {issued['expires_at'] or 'never'}"
+        click.echo(f"{issued['id']}  {issued['name']:<24} created {issued['created_at']}  {state}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@keystore_option
+@click.pass_obj
+def token_revoke(client: ArtistClient, token_id: str, keystore: Path | None) -> None:
+    """Revoke TOKEN_ID: it stops working at once."""
+    require_sign_in(client, keystore)
+    client.revoke_api_token(token_id)
+    click.echo(f"token {token_id} revoked")
 
 
 @main.group()

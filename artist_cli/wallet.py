@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_account.messages import encode_defunct, encode_typed_data
 from web3 import Web3
 
 KEYSTORE_ENV = "RONRENDER_KEYSTORE"
 PASSWORD_ENV = "RONRENDER_KEYSTORE_PASSWORD"
+TOKEN_ENV = "RONRENDER_TOKEN"
 
 
 class Wallet:
@@ -43,6 +44,11 @@ class Wallet:
     @classmethod
     def open(cls, keystore: Path, password: str) -> Wallet:
         return cls(Account.decrypt(json.loads(keystore.read_text()), password))
+
+    def sign_message(self, text: str) -> str:
+        """EIP-191 text signature: how the CLI signs in to the backend."""
+        signed = self.account.sign_message(encode_defunct(text=text))
+        return "0x" + signed.signature.hex().removeprefix("0x")
 
     def sign_typed_data(self, typed_data: dict[str, Any]) -> str:
         signed = self.account.sign_message(encode_typed_data(full_message=typed_data))

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from apiflask import APIFlask
+from flask_limiter import Limiter
 
 from backend.config import config_from_env, engine_options
-from backend.extensions import db, migrate
+from backend.extensions import db, migrate, rate_limiter
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
 
@@ -35,6 +36,16 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
 
     register_api(app)
     app.register_blueprint(dashboard)
+
+    from backend import observability
+    from backend.api import health
+
+    app.register_blueprint(health.blueprint)
+    observability.init_app(app)  # /metrics, and JSON logs when RONRENDER_LOG_FORMAT=json
+    limiter = _init_rate_limits(app)
+    # Probes and scrapers poll these all day; the reverse proxy restricts who reaches them.
+    limiter.exempt(health.blueprint)
+    limiter.exempt(observability.metrics_blueprint)
     return app
 
 
@@ -52,3 +63,14 @@ def _enable_sqlite_wal(app: APIFlask) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
+
+def _init_rate_limits(app: APIFlask) -> Limiter:
+    """Limits per identity, counted in Redis so every gunicorn worker shares them."""
+    limit = app.config["RONRENDER_RATE_LIMIT"]
+    app.config.setdefault("RATELIMIT_ENABLED", bool(limit))
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["RONRENDER_REDIS_URL"])
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["RONRENDER_QUEUE_PREFIX"] + ":ratelimit")
+    app.config.setdefault("RATELIMIT_DEFAULT", limit or "1000000 per second")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    return rate_limiter(app)

@@ -20,6 +20,8 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "RONRENDER_REDIS_URL": env.get("RONRENDER_REDIS_URL", defaults.DEFAULT_REDIS_URL),
         "RONRENDER_STORAGE_DIR": env.get("RONRENDER_STORAGE_DIR", str(data_dir / "storage")),
+        **storage_config_from_env(env),
+        "RONRENDER_LOG_FORMAT": env.get("RONRENDER_LOG_FORMAT", "text"),  # "json": one object per line
         "RONRENDER_QUEUE_PREFIX": env.get("RONRENDER_QUEUE_PREFIX", "ronrender"),
         "RONRENDER_MAX_SCENE_UPLOAD_BYTES": int(
             env.get("RONRENDER_MAX_SCENE_UPLOAD_BYTES", defaults.MAX_SCENE_UPLOAD_BYTES)
@@ -33,6 +35,10 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
         ),
         "RONRENDER_SWEEP_INTERVAL_S": float(env.get("RONRENDER_SWEEP_INTERVAL_S", defaults.SWEEP_INTERVAL_S)),
         "RONRENDER_ADMIN_TOKEN": env.get("RONRENDER_ADMIN_TOKEN", ""),
+        "RONRENDER_ADMIN_ADDRESSES": [a for a in env.get("RONRENDER_ADMIN_ADDRESSES", "").split(",") if a],
+        "RONRENDER_SESSION_TTL_S": int(env.get("RONRENDER_SESSION_TTL_S", defaults.SESSION_TTL_S)),
+        # Per identity (or per client address before sign-in); "" turns rate limiting off.
+        "RONRENDER_RATE_LIMIT": env.get("RONRENDER_RATE_LIMIT", defaults.RATE_LIMIT),
         "RONRENDER_MAX_FRAME_FAILURES": int(
             env.get("RONRENDER_MAX_FRAME_FAILURES", defaults.MAX_FRAME_FAILURES)
         ),
@@ -67,3 +73,21 @@ def engine_options(database_url: str) -> dict[str, Any]:
     if database_url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
     return {"pool_pre_ping": True}
+
+
+def storage_config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Which storage holds scene files and render outputs: ``local`` (a directory) or ``s3``
+    (any S3-compatible store; credentials may also come from boto3's usual sources)."""
+    return {
+        "RONRENDER_STORAGE": env.get("RONRENDER_STORAGE", "local"),
+        "RONRENDER_S3_ENDPOINT_URL": env.get("RONRENDER_S3_ENDPOINT_URL", ""),
+        "RONRENDER_S3_PUBLIC_ENDPOINT_URL": env.get("RONRENDER_S3_PUBLIC_ENDPOINT_URL", ""),
+        "RONRENDER_S3_BUCKET": env.get("RONRENDER_S3_BUCKET", ""),
+        "RONRENDER_S3_PREFIX": env.get("RONRENDER_S3_PREFIX", ""),
+        "RONRENDER_S3_REGION": env.get("RONRENDER_S3_REGION", "us-east-1"),
+        "RONRENDER_S3_ACCESS_KEY_ID": env.get("RONRENDER_S3_ACCESS_KEY_ID", ""),
+        "RONRENDER_S3_SECRET_ACCESS_KEY": env.get("RONRENDER_S3_SECRET_ACCESS_KEY", ""),
+        "RONRENDER_S3_ADDRESSING_STYLE": env.get("RONRENDER_S3_ADDRESSING_STYLE", "path"),
+        # local copies of objects for Blender and the image checks, trimmed to this size
+        "RONRENDER_S3_CACHE_MAX_BYTES": int(env.get("RONRENDER_S3_CACHE_MAX_BYTES", 20 * 1024**3)),
+    }

@@ -79,11 +79,6 @@ class NodeSuspended(RonRenderError):
     reason = "NODE_SUSPENDED"
 
 
-class AdminOnly(RonRenderError):
-    status = 401
-    reason = "ADMIN_ONLY"
-
-
 class EscrowError(RonRenderError):
     status = 502
     reason = "ESCROW_ERROR"
@@ -106,3 +101,18 @@ class ChainRejected(EscrowError):
 class InvalidSignature(RonRenderError):
     status = 422
     reason = "INVALID_SIGNATURE"
+
+
+class NotSignedIn(RonRenderError):
+    status = 401
+    reason = "NOT_SIGNED_IN"
+
+
+class Forbidden(RonRenderError):
+    status = 403
+    reason = "FORBIDDEN"
+
+
+class LoginRefused(RonRenderError):
+    status = 401
+    reason = "LOGIN_REFUSED"

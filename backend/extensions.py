@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from flask import Flask, request
+from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -17,3 +21,16 @@ NAMING_CONVENTION = {
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
+
+
+def _rate_limit_key() -> str:
+    """Per identity: the bearer token's hash when one is sent, else the client's address."""
+    offered = request.headers.get("Authorization", "")
+    if offered:
+        return "token:" + hashlib.sha256(offered.encode()).hexdigest()
+    return "ip:" + (request.remote_addr or "unknown")
+
+
+def rate_limiter(app: Flask) -> Limiter:
+    """One limiter per app (tests build many apps with different limits)."""
+    return Limiter(key_func=_rate_limit_key, app=app)

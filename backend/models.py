@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -34,6 +35,7 @@ from shared.states import (
     PaymentKind,
     PaymentState,
     SceneState,
+    TokenKind,
 )
 
 
@@ -129,6 +131,8 @@ class Job(db.Model):
     estimated_render_us_per_frame: Mapped[int] = mapped_column(BigInteger, default=0)
     safety_margin_percent: Mapped[int] = mapped_column(Integer, default=0)
     artist_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
+    # The signed-in account that created the job; only it (and admins) may see or steer it.
+    owner_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
     lock_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -180,6 +184,11 @@ class Node(db.Model):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_public_id)
     name: Mapped[str] = mapped_column(String(128))
     payout_address: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    # The wallet that signed in to register the node; payouts go to it (proved by the signature).
+    owner_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
+    sandboxed: Mapped[bool] = mapped_column(Boolean, default=False)
+    benchmark_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    slots: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     cpu_cores: Mapped[int] = mapped_column(Integer)
     memory_bytes: Mapped[int] = mapped_column(BigInteger)
     gpus: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
@@ -244,3 +253,28 @@ class Payment(db.Model):
     raw_tx: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class SceneOwner(db.Model):
+    """Who uploaded a scene file: the same bytes are stored once but belong to each uploader."""
+
+    __tablename__ = "scene_owners"
+
+    scene_sha256: Mapped[str] = mapped_column(ForeignKey("scene_files.sha256"), primary_key=True)
+    owner_address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class ApiToken(db.Model):
+    """A bearer credential bound to a wallet address. Only its sha256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_public_id)
+    owner_address: Mapped[str] = mapped_column(String(42), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[TokenKind] = mapped_column(_enum(TokenKind))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

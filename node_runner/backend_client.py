@@ -3,11 +3,14 @@ is briefly unreachable; gives up once the node is asked to stop."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import requests
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -18,17 +21,33 @@ from tenacity import (
 
 from node_runner import defaults
 from shared import protocol
-from shared.api_client import ApiClient, is_transient
+from shared.api_client import ApiClient, ApiError, SigningWallet, is_transient
 from shared.protocol import FrameAssignment, NodeHardware, SlotProgress
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# Registration fields newer than some backends; left out when a backend refuses them.
+OPTIONAL_REGISTRATION_FIELDS = ("sandboxed", "benchmark_ms", "slots")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claim's answer, with the job's artist when the backend says who it is."""
+
+    assignment: FrameAssignment
+    artist_address: str | None = None
 
 
 class BackendClient:
     def __init__(
-        self, base_url: str, stop: threading.Event, retry_window_s: float = defaults.BACKEND_RETRY_WINDOW_S
+        self,
+        base_url: str,
+        stop: threading.Event,
+        retry_window_s: float = defaults.BACKEND_RETRY_WINDOW_S,
+        wallet: SigningWallet | None = None,
     ) -> None:
-        self.api = ApiClient(base_url)
+        # The node signs in with its payout wallet: the signature proves where its RON goes.
+        self.api = ApiClient(base_url, wallet=wallet)
         self.stop = stop
         self.retry_window_s = retry_window_s
 
@@ -41,28 +60,77 @@ class BackendClient:
         )
         return retrying(call)
 
-    def register(self, name: str, hardware: NodeHardware, payout_address: str | None) -> str:
-        body = {"name": name, "payout_address": payout_address, **hardware.to_json()}
-        node = self._retrying(lambda: self.api.json("POST", protocol.nodes_path(), json=body))
+    def register(self, name: str, hardware: NodeHardware, payout_address: str | None, **extra: Any) -> str:
+        """Register; ``extra`` carries sandboxed, benchmark_ms and slots."""
+        body = {"name": name, "payout_address": payout_address, **hardware.to_json(), **extra}
+        try:
+            node = self._retrying(lambda: self.api.json("POST", protocol.nodes_path(), json=body))
+        except ApiError as error:
+            refused = [
+                key for key in OPTIONAL_REGISTRATION_FIELDS if key in extra and key in str(error.detail)
+            ]
+            if error.status != 400 or not refused:
+                raise
+            log.warning("this backend does not take %s at registration; registering without them", refused)
+            body = {k: v for k, v in body.items() if k not in refused}
+            node = self._retrying(lambda: self.api.json("POST", protocol.nodes_path(), json=body))
         return node["id"]
+
+    def get_node(self, node_id: str) -> dict[str, Any]:
+        return self.api.json("GET", f"{protocol.nodes_path()}/{node_id}")
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._retrying(lambda: self.api.json("GET", protocol.job_path(job_id)))
 
     def heartbeat(self, node_id: str, slots: list[SlotProgress]) -> list[int]:
         body = {"slots": [slot.to_json() for slot in slots]}
         answer = self.api.json("POST", protocol.node_heartbeat_path(node_id), json=body)
         return list(answer["abandon_attempt_ids"])
 
-    def claim(self, node_id: str) -> FrameAssignment | None:
+    def claim(self, node_id: str) -> Claimed | None:
         answer = self._retrying(lambda: self.api.json("POST", protocol.node_claim_path(node_id)))
-        return None if answer is None else FrameAssignment.from_json(answer)
+        if answer is None:
+            return None
+        return Claimed(FrameAssignment.from_json(answer), answer.get("artist_address"))
 
-    def download_scene(self, sha256: str, destination: Path) -> None:
+    def download_scene(
+        self, sha256: str, destination: Path, on_bytes: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Download into ``destination``, resuming what is already there with an HTTP Range
+        request (a server that ignores Range sends it whole, and the file starts over).
+        Returns the bytes transferred; ``on_bytes(done, total)`` follows the progress."""
+        transferred = [0]
+
         def fetch() -> None:
-            with self.api.request("GET", protocol.scene_file_path(sha256), stream=True) as response:
-                with open(destination, "wb") as handle:
-                    for chunk in response.iter_content(defaults.DOWNLOAD_CHUNK_BYTES):
-                        handle.write(chunk)
+            offset = destination.stat().st_size if destination.exists() else 0
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            try:
+                response = self.api.request(
+                    "GET", protocol.scene_file_path(sha256), stream=True, headers=headers
+                )
+            except ApiError as error:
+                if error.status != 416:  # 416: the partial file is not a prefix; start over
+                    raise
+                destination.unlink(missing_ok=True)
+                raise requests.ConnectionError("range not satisfiable; downloading anew") from error
+            with response:
+                resumed = response.status_code == 206
+                done = offset if resumed else 0
+                total = done + int(response.headers.get("Content-Length") or 0)
+                try:
+                    with open(destination, "ab" if resumed else "wb") as handle:
+                        for chunk in response.iter_content(defaults.DOWNLOAD_CHUNK_BYTES):
+                            handle.write(chunk)
+                            done += len(chunk)
+                            transferred[0] += len(chunk)
+                            if on_bytes is not None:
+                                on_bytes(done, total)
+                except requests.exceptions.ChunkedEncodingError as error:
+                    # A cut connection: retried, and the retry resumes where this one stopped.
+                    raise requests.ConnectionError(str(error)) from error
 
         self._retrying(fetch)
+        return transferred[0]
 
     def upload_output(self, assignment: FrameAssignment, path: Path) -> None:
         headers = {

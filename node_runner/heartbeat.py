@@ -1,10 +1,11 @@
-"""The node's heartbeat: a timer thread that reports the progress of the frame
-being rendered and cancels frames the backend says are no longer ours."""
+"""The node's heartbeat: a timer thread that reports the progress of every slot's
+frame in one heartbeat and cancels frames the backend says are no longer ours."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from node_runner.backend_client import BackendClient
@@ -37,32 +38,34 @@ class ActiveFrame:
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, client: BackendClient, node_id: str, interval_s: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        client: BackendClient,
+        node_id: str,
+        interval_s: float,
+        stop: threading.Event,
+        active_frames: Callable[[], list[ActiveFrame]],
+    ) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.client = client
         self.node_id = node_id
         self.interval_s = interval_s
         self.stop = stop
-        self._lock = threading.Lock()
-        self._active: ActiveFrame | None = None
-
-    def set_active(self, active: ActiveFrame | None) -> None:
-        with self._lock:
-            self._active = active
-        self.beat()
+        self.active_frames = active_frames
+        self._lock = threading.Lock()  # slots beat on their own threads when their frame changes
 
     def beat(self) -> None:
         with self._lock:
-            active = self._active
-        slots = [active.as_slot_progress()] if active is not None else []
-        try:
-            abandon = self.client.heartbeat(self.node_id, slots)
-        except Exception as error:  # a missed beat is retried on the next tick
-            log.warning("heartbeat failed: %s", error)
-            return
-        if active is not None and active.assignment.attempt_id in abandon:
-            log.info("backend withdrew frame %s; stopping its render", active.assignment.frame_number)
-            active.cancel.set()
+            active = self.active_frames()
+            try:
+                abandon = set(self.client.heartbeat(self.node_id, [a.as_slot_progress() for a in active]))
+            except Exception as error:  # a missed beat is retried on the next tick
+                log.warning("heartbeat failed: %s", error)
+                return
+        for frame in active:
+            if frame.assignment.attempt_id in abandon:
+                log.info("backend withdrew frame %s; stopping its render", frame.assignment.frame_number)
+                frame.cancel.set()
 
     def run(self) -> None:
         while not self.stop.wait(self.interval_s):

@@ -6,6 +6,11 @@ frame, reused for the next ones, and replaced when the job changes, when it
 crashes, hangs past the frame's time limit, or when the render is cancelled.
 Progress is parsed from Blender's log and handed to a callback; answers come
 back on a pipe of their own, so the log never mixes with them.
+
+Each slot has its own session, pinned to its device. The child runs in the
+node's sandbox when there is one, and always writes into its own directory
+(the only one the sandbox lets it write); finished images are moved out.
+The whole log of the current frame is kept for diagnostics.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from node_runner import defaults
+from node_runner.sandbox import ResourceLimits, Sandbox, child_env
 from shared.protocol import FrameAssignment, RenderSettings
 from shared.render_progress import RenderProgress, parse_render_line
 from shared.supervised_process import LOG_TAIL_LINES, ProcessResult
@@ -36,9 +42,25 @@ POLL_S = 0.05
 
 
 @dataclass(frozen=True)
+class RenderDevice:
+    """The device a slot renders on: the CPU, or one GPU by its Cycles id and backend."""
+
+    backend: str = "CPU"  # CPU, OPTIX, CUDA, HIP, ONEAPI or METAL
+    device_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "device_id": self.device_id}
+
+
+CPU_DEVICE = RenderDevice()
+NO_LIMITS = ResourceLimits()
+
+
+@dataclass(frozen=True)
 class RenderResult:
     output_path: Path | None
     process: ProcessResult
+    log: str = ""  # everything Blender printed for this frame (its start included, if it started for it)
 
     @property
     def failure_reason(self) -> str | None:
@@ -62,11 +84,26 @@ class BlenderGone(Exception):
 class BlenderSession:
     """One Blender child, reused across consecutive frames of the same job."""
 
-    def __init__(self, blender_python: str, threads: int, work_dir: Path) -> None:
+    def __init__(
+        self,
+        blender_python: str,
+        threads: int,
+        work_dir: Path,
+        *,
+        device: RenderDevice = CPU_DEVICE,
+        sandbox: Sandbox | None = None,
+        limits: ResourceLimits = NO_LIMITS,
+    ) -> None:
         self.blender_python = blender_python
         self.threads = threads
         self.work_dir = work_dir
+        self.device = device
+        self.sandbox = sandbox
+        self.limits = limits
         self.starts = 0
+        self._log: list[str] = []
+        self._startup_log: list[str] = []
+        self._pump: threading.Thread | None = None
         self._key: tuple[str, RenderSettings] | None = None
         self._process: subprocess.Popen[str] | None = None
         self._answers_fd = -1
@@ -87,8 +124,12 @@ class BlenderSession:
         """Render the assigned frame into ``output_dir``; never raises for Blender's failures."""
         started = time.monotonic()
         extension = OUTPUT_EXTENSIONS[assignment.settings.output_format]
-        output_path = output_dir / f"frame_{assignment.frame_number:05d}{extension}"
+        name = f"frame_{assignment.frame_number:05d}{extension}"
+        output_path = output_dir / name
+        child_output = self.work_dir / "out" / name  # the child writes only under its own directory
+        child_output.unlink(missing_ok=True)
         self._tail.clear()
+        self._log = []
         self._on_progress = on_progress
         deadline = started + assignment.time_limit_s
         try:
@@ -96,20 +137,28 @@ class BlenderSession:
             if self._key != key or not self._alive():
                 self.close()
                 self._start(key, scene_path, assignment.settings, cancel, deadline)
-            request = {"frame": assignment.frame_number, "output_path": str(output_path)}
+            else:  # a kept-up child: its start (how the scene opened) belongs in this frame's log too
+                self._log = [*self._startup_log, "RonRender: Blender kept up from an earlier frame"]
+            request = {"frame": assignment.frame_number, "output_path": str(child_output)}
             assert self._process is not None and self._process.stdin is not None
             self._process.stdin.write(json.dumps(request) + "\n")
             self._process.stdin.flush()
             answer = self._next_answer(cancel, deadline)
         except (BlenderGone, BrokenPipeError) as gone:
             stopped = gone.stopped_because if isinstance(gone, BlenderGone) else None
-            exit_code = self._process.poll() if self._process else None
+            process = self._process
             self.close()
-            return RenderResult(None, self._result(exit_code, stopped, started))
-        produced = answer.get("ok") and output_path.is_file() and output_path.stat().st_size > 0
+            exit_code = process.returncode if process is not None else None
+            return RenderResult(None, self._result(exit_code, stopped, started), self._frame_log())
+        produced = answer.get("ok") and child_output.is_file() and child_output.stat().st_size > 0
         if not answer.get("ok"):
-            self._tail.append(f"RonRender: {answer.get('error', 'render failed')}")
-        return RenderResult(output_path if produced else None, self._result(0, None, started))
+            self._note(f"RonRender: {answer.get('error', 'render failed')}")
+        if produced:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            shutil.move(child_output, output_path)
+        return RenderResult(
+            output_path if produced else None, self._result(0, None, started), self._frame_log()
+        )
 
     def close(self) -> None:
         """Stop the child (TERM, then KILL its whole process group)."""
@@ -132,6 +181,9 @@ class BlenderSession:
                     except subprocess.TimeoutExpired:
                         continue
         process.wait()
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            pump.join(timeout=2.0)  # its last lines (a crash's message) are still in the pipe
         for stream in (process.stdin, process.stdout):
             if stream is not None:
                 stream.close()
@@ -147,15 +199,28 @@ class BlenderSession:
         deadline: float,
     ) -> None:
         settings_path = self.work_dir / "blender_session.json"
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "out").mkdir(parents=True, exist_ok=True)
+        scene_path = scene_path.resolve()
         settings_path.write_text(
-            json.dumps({"scene_path": str(scene_path), "threads": self.threads, **_as_json(settings)})
+            json.dumps(
+                {
+                    "scene_path": str(scene_path),
+                    "threads": self.threads,
+                    "device": self.device.to_json(),
+                    **_as_json(settings),
+                }
+            )
         )
         read_fd, write_fd = os.pipe()
         # Line-buffer Blender's C stdio too, so progress arrives while it renders.
         line_buffered = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
+        argv = [*line_buffered, self.blender_python, str(SERVER_SCRIPT), str(write_fd), str(settings_path)]
+        if self.sandbox is not None:
+            argv = self.sandbox.wrap(
+                argv, writable=self.work_dir, needed=[scene_path, SERVER_SCRIPT], python=self.blender_python
+            )
         self._process = subprocess.Popen(
-            [*line_buffered, self.blender_python, str(SERVER_SCRIPT), str(write_fd), str(settings_path)],
+            self.limits.wrap(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -165,20 +230,23 @@ class BlenderSession:
             errors="replace",
             bufsize=1,
             cwd=str(self.work_dir),
+            env=child_env(self.work_dir),
         )
         os.close(write_fd)
         self._answers_fd, self._buffer = read_fd, b""
         self._key = key
         self.starts += 1
         self._last_output = time.monotonic()
-        threading.Thread(target=self._pump_log, args=(self._process,), daemon=True).start()
+        self._pump = threading.Thread(target=self._pump_log, args=(self._process,), daemon=True)
+        self._pump.start()
         self._next_answer(cancel, min(deadline, time.monotonic() + STARTUP_TIME_LIMIT_S))
+        self._startup_log = self._log[: defaults.STARTUP_LOG_MAX_LINES]
 
     def _pump_log(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         for line in process.stdout:
             self._last_output = time.monotonic()
-            self._tail.append(line.rstrip("\n"))
+            self._note(line.rstrip("\n"))
             progress = parse_render_line(line)
             if progress is not None and self._on_progress is not None:
                 self._on_progress(progress)
@@ -202,6 +270,14 @@ class BlenderSession:
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
+
+    def _note(self, line: str) -> None:
+        self._tail.append(line)
+        if len(self._log) < defaults.FRAME_LOG_MAX_LINES:
+            self._log.append(line)
+
+    def _frame_log(self) -> str:
+        return "\n".join(self._log)
 
     def _alive(self) -> bool:
         return self._process is not None and self._process.poll() is None

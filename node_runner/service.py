@@ -1,128 +1,246 @@
-"""The node's main loop: register, then claim, render, upload, repeat, until asked to stop."""
+"""The node's main loop: check the sandbox, probe the devices, benchmark once,
+register, then run one slot per device (each claiming, rendering and uploading on
+its own) with one heartbeat for all, until asked to stop."""
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
-import sys
 import threading
-from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 from node_runner import defaults
 from node_runner.backend_client import BackendClient
-from node_runner.hardware import detect_hardware
+from node_runner.benchmark import BenchmarkFailed, benchmark_ms
+from node_runner.config import NodeConfig
+from node_runner.hardware import Machine, detect_machine
 from node_runner.heartbeat import ActiveFrame, Heartbeat
 from node_runner.render import BlenderSession
+from node_runner.sandbox import ResourceLimits, Sandbox, refuse_or_warn
 from node_runner.scene_cache import SceneCache
-from shared.api_client import ApiError, is_transient
-from shared.protocol import FrameAssignment
+from node_runner.slot_worker import SlotWorker
+from node_runner.slots import SlotSpec, plan_slots
+from node_runner.status import now_iso, read_status, today_base, write_status
+from node_runner.terms import Control, OwnerTerms, Schedule, load_idle_probe, read_control, write_control
+
+__all__ = ["NodeConfig", "NodeService"]  # NodeConfig is re-exported: callers import it from here
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class NodeConfig:
-    backend_url: str
-    name: str
-    work_dir: Path
-    payout_address: str | None = None
-    blender_python: str = sys.executable
-    threads: int = 0
-    heartbeat_interval_s: float = defaults.HEARTBEAT_INTERVAL_S
-    idle_poll_interval_s: float = defaults.IDLE_POLL_INTERVAL_S
-    retry_window_s: float = defaults.BACKEND_RETRY_WINDOW_S
-
-
 class NodeService:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(
+        self, config: NodeConfig, *, terms: OwnerTerms | None = None, sandbox: Sandbox | bool | None = True
+    ) -> None:
+        """``sandbox`` True detects bubblewrap; a Sandbox or None forces the choice (tests)."""
         self.config = config
         self.stop = threading.Event()
-        self.client = BackendClient(config.backend_url, self.stop, config.retry_window_s)
-        self.scenes = SceneCache(config.work_dir / "scenes", self.client)
+        self.client = BackendClient(
+            config.backend_url, self.stop, config.retry_window_s, wallet=config.wallet
+        )
+        self.scenes = SceneCache(config.work_dir / "scenes", self.client, config.cache_limit_bytes)
+        self.terms = terms or OwnerTerms(
+            config.work_dir,
+            schedule=Schedule.parse(config.schedule),
+            idle_only=config.idle_only,
+            idle_probe=load_idle_probe(config.idle_max_load_per_core, self._own_busy_cores),
+            blocked_jobs=frozenset(config.blocked_jobs),
+            blocked_artists=frozenset(a.lower() for a in config.blocked_artists),
+        )
+        self._sandbox_choice = sandbox
+        self.sandbox: Sandbox | None = None
         self.node_id: str | None = None
-        self.blender = BlenderSession(config.blender_python, config.threads, config.work_dir / "blender")
-        self._active: ActiveFrame | None = None
-        self.frames_done = 0
+        self.slots: list[SlotWorker] = []
+        self.benchmark_ms: int | None = None
+        self._status_lock = threading.Lock()
+        self._today = today_base(read_status(config.work_dir), date.today())
+
+    @property
+    def frames_done(self) -> int:
+        return sum(slot.frames_done for slot in self.slots)
+
+    @property
+    def blender(self) -> BlenderSession:
+        """The first slot's Blender (the only one on a one-slot node)."""
+        return self.slots[0].blender
 
     def request_stop(self) -> None:
-        """Stop after handing back the current frame (SIGTERM, Ctrl-C)."""
+        """Stop after handing back the current frames (SIGTERM, Ctrl-C)."""
         self.stop.set()
-        active = self._active
-        if active is not None:
+        for active in self._active_frames():
             active.cancel.set()
 
     def run(self) -> None:
-        hardware = detect_hardware(self.config.blender_python)
-        self.node_id = self.client.register(self.config.name, hardware, self.config.payout_address)
-        log.info(
-            "node %s registered as %s (Blender %s)", self.config.name, self.node_id, hardware.blender_version
+        config = self.config
+        config.work_dir.mkdir(parents=True, exist_ok=True)
+        if read_control(config.work_dir) == Control.STOP_AFTER_FRAME:
+            write_control(config.work_dir, Control.RUN)  # a stop request from an earlier run is done
+        self.sandbox = self._choose_sandbox()
+        machine = detect_machine(config.blender_python)
+        specs = plan_slots(
+            machine.gpus,
+            cpu_cores=machine.hardware.cpu_cores,
+            memory_bytes=machine.hardware.memory_bytes,
+            use_gpus=config.use_gpus,
+            devices=config.devices,
+            allow_cpu_slot=config.allow_cpu_slot,
+            cpu_slots=config.cpu_slots,
+            threads=config.threads,
+            max_slots=config.max_slots,
         )
-        heartbeat = Heartbeat(self.client, self.node_id, self.config.heartbeat_interval_s, self.stop)
+        self.benchmark_ms = self._benchmark(machine, specs[0])
+        extra: dict[str, Any] = {"sandboxed": self.sandbox is not None, "slots": [s.to_json() for s in specs]}
+        if self.benchmark_ms is not None:
+            extra["benchmark_ms"] = self.benchmark_ms
+        payout_address = config.payout_address or (config.wallet.address if config.wallet else None)
+        self.node_id = self.client.register(config.name, machine.hardware, payout_address, **extra)
+        log.info(
+            "node %s registered as %s (Blender %s) with slots %s",
+            config.name, self.node_id, machine.hardware.blender_version,
+            ", ".join(f"{s.name} ({s.device.backend} {s.device.device_id or ''})".strip() for s in specs),
+        )  # fmt: skip
+        heartbeat = Heartbeat(
+            self.client, self.node_id, config.heartbeat_interval_s, self.stop, self._active_frames
+        )
+        self.slots = [self._slot(spec, heartbeat) for spec in specs]
         heartbeat.start()
+        for slot in self.slots:
+            slot.start()
         try:
-            while not self.stop.is_set():
-                assignment = self._claim()
-                if assignment is None:
-                    self.stop.wait(self.config.idle_poll_interval_s)
-                    continue
-                self._work_on(assignment, heartbeat)
+            while any(slot.is_alive() for slot in self.slots):
+                self._write_status(running=True)
+                self.stop.wait(defaults.STATUS_WRITE_INTERVAL_S)
+                for slot in self.slots:
+                    slot.join(timeout=0.05)
         finally:
-            heartbeat.set_active(None)
-            self.blender.close()
-            shutil.rmtree(self.config.work_dir / "attempts", ignore_errors=True)
-            log.info("node %s stopped after %d frames", self.config.name, self.frames_done)
+            self.stop.set()
+            for slot in self.slots:
+                slot.join()
+            heartbeat.beat()  # tell the backend the slots are empty now
+            if read_control(config.work_dir) == Control.STOP_AFTER_FRAME:
+                write_control(config.work_dir, Control.RUN)
+            shutil.rmtree(config.work_dir / "attempts", ignore_errors=True)
+            self._write_status(running=False)
+            log.info("node %s stopped after %d frames", config.name, self.frames_done)
+        errors = [slot.error for slot in self.slots if slot.error is not None]
+        if errors:
+            raise errors[0]
 
-    def _claim(self) -> FrameAssignment | None:
-        assert self.node_id is not None
-        try:
-            return self.client.claim(self.node_id)
-        except ApiError as error:
-            if error.reason != "NODE_SUSPENDED":
-                raise
-            log.warning("%s; asking again in %.0f s", error.message, defaults.SUSPENDED_RETRY_S)
-            self.stop.wait(defaults.SUSPENDED_RETRY_S)
-            return None
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            log.warning("backend unreachable, still retrying: %s", error)
-            return None
+    # Internals
 
-    def _work_on(self, assignment: FrameAssignment, heartbeat: Heartbeat) -> None:
-        active = ActiveFrame(assignment)
-        self._active = active
-        heartbeat.set_active(active)
-        work_dir = self.config.work_dir / "attempts" / str(assignment.attempt_id)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        log.info("rendering frame %d of job %s", assignment.frame_number, assignment.job_id)
+    def _choose_sandbox(self) -> Sandbox | None:
+        config = self.config
+        if self._sandbox_choice is True:
+            hidden = [config.work_dir, *_owner_paths(config)]
+            sandbox = Sandbox.detect(hidden)
+        else:
+            sandbox = self._sandbox_choice or None
+        refuse_or_warn(sandbox, config.allow_unsandboxed)
+        return sandbox
+
+    def _benchmark(self, machine: Machine, spec: SlotSpec) -> int | None:
+        if not self.config.run_benchmark:
+            return None
         try:
-            scene_path = self.scenes.ensure(assignment.scene_sha256)
-            result = self.blender.render(
-                assignment, scene_path, work_dir, on_progress=active.update, cancel=active.cancel
+            return benchmark_ms(
+                self.config.blender_python,
+                machine.hardware.blender_version,
+                spec.device,
+                self.config.work_dir,
             )
-            if self.stop.is_set():
-                self._hand_back(assignment)
-            elif active.cancel.is_set():
-                log.info("frame %d withdrawn by the backend", assignment.frame_number)
-            elif result.output_path is not None:
-                self.client.upload_output(assignment, result.output_path)
-                self.frames_done += 1
-                log.info("uploaded frame %d of job %s", assignment.frame_number, assignment.job_id)
-            else:
-                reason = result.failure_reason or "unknown"
-                log.warning("frame %d failed: %s", assignment.frame_number, reason)
-                self.client.report_failure(assignment, reason, result.process.log_tail)
-        except ApiError as error:
-            log.warning("backend refused frame %d: %s", assignment.frame_number, error)
-        finally:
-            self._active = None
-            heartbeat.set_active(None)
-            shutil.rmtree(work_dir, ignore_errors=True)
+        except BenchmarkFailed as error:  # a node that cannot benchmark can still render
+            log.warning("%s", error)
+            return None
 
-    def _hand_back(self, assignment: FrameAssignment) -> None:
-        try:
-            self.client.release(assignment)
-            log.info("handed frame %d back", assignment.frame_number)
-        except Exception as error:  # the lease will expire on its own
-            log.warning("could not hand frame %d back: %s", assignment.frame_number, error)
+    def _slot(self, spec: SlotSpec, heartbeat: Heartbeat) -> SlotWorker:
+        config = self.config
+        slot_dir = config.work_dir / "slots" / spec.name
+        limits = ResourceLimits(
+            # GPU drivers reserve far more address space than they use: no RLIMIT_AS for GPU slots.
+            memory_bytes=config.memory_limit_bytes if spec.device.backend == "CPU" else 0,
+            output_bytes=config.output_limit_bytes,
+        )
+        blender = BlenderSession(
+            config.blender_python, spec.threads, slot_dir / "blender", device=spec.device,
+            sandbox=self.sandbox, limits=limits,
+        )  # fmt: skip
+        assert self.node_id is not None
+
+        def changed() -> None:
+            heartbeat.beat()
+            self._write_status(running=True)
+
+        return SlotWorker(
+            spec,
+            node_id=self.node_id,
+            client=self.client,
+            scenes=self.scenes,
+            blender=blender,
+            terms=self.terms,
+            stop=self.stop,
+            work_dir=config.work_dir,
+            idle_poll_interval_s=config.idle_poll_interval_s,
+            on_change=changed,
+        )
+
+    def _active_frames(self) -> list[ActiveFrame]:
+        return [slot.active for slot in self.slots if slot.active is not None]
+
+    def _own_busy_cores(self) -> float:
+        """The load the node's own renders put on the CPU, left out of idle-only's measure."""
+        busy = 0.0
+        for slot in self.slots:
+            if slot.active is not None:
+                busy += slot.spec.threads or (os.cpu_count() or 1) if slot.spec.device.backend == "CPU" else 1
+        return busy
+
+    def _write_status(self, *, running: bool) -> None:
+        today = dict(self._today, failed=dict(self._today["failed"]))
+        slots = []
+        for slot in self.slots:
+            today["uploaded"] += slot.counters.uploaded
+            today["blocked"] += slot.counters.blocked
+            for kind, count in slot.counters.failed.items():
+                today["failed"][kind] = today["failed"].get(kind, 0) + count
+            active = slot.active
+            slots.append(
+                {
+                    "name": slot.spec.name,
+                    "device": slot.spec.device.backend
+                    + (f" {slot.spec.device.device_id}" if slot.spec.device.device_id else ""),
+                    "state": "rendering" if active else ("waiting" if slot.waiting else "idle"),
+                    "waiting": slot.waiting,
+                    "job_id": active.assignment.job_id if active else None,
+                    "frame": active.assignment.frame_number if active else None,
+                    "progress": active.progress if active else 0.0,
+                    "detail": active.detail if active else "",
+                }
+            )
+        status = {
+            "node_id": self.node_id,
+            "name": self.config.name,
+            "backend_url": self.config.backend_url,
+            "pid": os.getpid(),
+            "running": running,
+            "updated_at": now_iso(),
+            "control": read_control(self.config.work_dir).value,
+            "sandboxed": self.sandbox is not None,
+            "benchmark_ms": self.benchmark_ms,
+            "today": today,
+            "slots": slots,
+        }
+        with self._status_lock:
+            write_status(self.config.work_dir, status)
+
+
+def _owner_paths(config: NodeConfig) -> list[Path]:
+    """What a render child must never see: the wallet's folders and the config's."""
+    paths: list[Path] = []
+    for path in (config.wallet_keystore, config.wallet_password_file, config.config_path):
+        if path is not None:
+            paths.append(path.resolve().parent)
+    paths.extend(config.hide_paths)
+    return paths

@@ -90,7 +90,7 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def api(farm: LocalFarm, path: str) -> Any:
-    return requests.get(f"{farm.url}/api/v1{path}", timeout=10).json()
+    return farm.admin_get(f"/api/v1{path}")
 
 
 def submit(farm: LocalFarm, scene: Path) -> str:

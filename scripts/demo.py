@@ -12,8 +12,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_farm import VENV_BIN, LocalFarm
 
@@ -28,11 +26,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_settlement(url: str, job_id: str, timeout_s: float = 120.0) -> dict:
+def wait_for_settlement(farm: LocalFarm, job_id: str, timeout_s: float = 120.0) -> dict:
     """The job once its close (fee and refund) is confirmed on chain."""
     deadline = time.monotonic() + timeout_s
     while True:
-        job = requests.get(f"{url}/api/v1/jobs/{job_id}", timeout=10).json()
+        job = farm.admin_get(f"/api/v1/jobs/{job_id}")
         settled = any(int(job["money"][k]) for k in ("refund_wei", "fee_wei"))
         if settled or time.monotonic() > deadline:
             return job
@@ -70,12 +68,12 @@ def main() -> int:
         subprocess.run(
             [*ronrender, "download", job["id"], str(OUTPUT_DIR / "frames")], check=True, env=farm.env
         )
-        frames = requests.get(f"{farm.url}/api/v1/jobs/{job['id']}/frames", timeout=10).json()["frames"]
+        frames = farm.admin_get(f"/api/v1/jobs/{job['id']}/frames")["frames"]
         names = {}
         for node_id in {f["node_id"] for f in frames if f["node_id"]}:
-            names[node_id] = requests.get(f"{farm.url}/api/v1/nodes/{node_id}", timeout=10).json()["name"]
-        job = wait_for_settlement(farm.url, job["id"])
-        on_chain = requests.get(f"{farm.url}/api/v1/jobs/{job['id']}/escrow", timeout=30).json()
+            names[node_id] = farm.admin_get(f"/api/v1/nodes/{node_id}")["name"]
+        job = wait_for_settlement(farm, job["id"])
+        on_chain = farm.admin_get(f"/api/v1/jobs/{job['id']}/escrow")
     by_node = Counter(names[f["node_id"]] for f in frames if f["state"] == "VERIFIED")
     summary = {
         "job_id": job["id"],

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import requests
 from eth_account import Account
@@ -82,6 +84,10 @@ class LocalFarm:
         self.escrow_address = ""
         self.artist_keystore = self.data_dir / "artist-keystore.json"
         self.payout_addresses: list[str] = []
+        self.password_file = self.data_dir / "keystore-password"
+        # Scripts and tests read every job and node through the admin role.
+        self.admin_token = secrets.token_urlsafe(32)
+        self.env["RONRENDER_ADMIN_TOKEN"] = self.admin_token
 
     def __enter__(self) -> LocalFarm:
         self.start()
@@ -111,6 +117,8 @@ class LocalFarm:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.password_file.write_text(LOCAL_KEYSTORE_PASSWORD)
+        self.password_file.chmod(0o600)
         self._start_chain()
         subprocess.run(
             [str(VENV_BIN / "flask"), "--app", "backend", "db", "upgrade"],
@@ -153,7 +161,8 @@ class LocalFarm:
                     str(VENV_BIN / "ronrender-node"), "run",
                     "--backend", self.url,
                     "--name", name,
-                    "--payout-address", self.payout_addresses[index],
+                    "--wallet-keystore", str(self._node_keystore(index)),
+                    "--wallet-password-file", str(self.password_file),
                     "--work-dir", str(self.data_dir / "nodes" / name),
                     "--threads", str(self.node_threads),
                     "--heartbeat-interval", str(self.heartbeat_interval_s),
@@ -179,6 +188,17 @@ class LocalFarm:
             }
         )
 
+    def _node_keystore(self, index: int) -> Path:
+        """Each node's payout wallet as an encrypted keystore, as a provider would keep it."""
+        assert self.chain is not None
+        keystore = self.data_dir / "nodes" / f"wallet-{index + 1}.json"
+        if not keystore.exists():
+            keystore.parent.mkdir(parents=True, exist_ok=True)
+            account = self.chain.accounts[FIRST_NODE + index]
+            keystore.write_text(json.dumps(Account.encrypt(account.key, LOCAL_KEYSTORE_PASSWORD)))
+            keystore.chmod(0o600)
+        return keystore
+
     def _fund_artist(self) -> None:
         """The artist's wallet, made and funded the way an artist would: with the CLI."""
         assert self.chain is not None
@@ -197,6 +217,13 @@ class LocalFarm:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+    def admin_get(self, path: str, timeout_s: float = 30) -> Any:
+        """GET an API path as the farm's admin (scripts and tests read everything)."""
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        response = requests.get(self.url + path, headers=headers, timeout=timeout_s)
+        response.raise_for_status()
+        return response.json()
 
     def _wait_for_backend(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

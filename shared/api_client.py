@@ -1,11 +1,33 @@
 """A thin HTTP client of the RonRender API that turns error responses into
-``ApiError`` with the server's message and reason code."""
+``ApiError`` with the server's message and reason code, and signs in.
+
+Two ways to sign in: a bearer token (an artist's API token, e.g. in the
+add-on), or a wallet that signs the backend's one-time challenge (nodes and
+the artist CLI) for a short-lived session token, renewed before it expires.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from datetime import datetime
+from typing import Any, Protocol
 
 import requests
+
+from shared.protocol import auth_challenge_path, auth_login_path
+
+# Renew a session token this long before the backend would refuse it.
+RENEW_BEFORE_EXPIRY_S = 120.0
+
+
+class SigningWallet(Protocol):
+    """A wallet that can sign the backend's sign-in challenge (EIP-191 text message)."""
+
+    @property
+    def address(self) -> str: ...
+
+    def sign_message(self, text: str) -> str: ...
+
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -34,12 +56,56 @@ def is_transient(error: BaseException) -> bool:
 
 
 class ApiClient:
-    def __init__(self, base_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        token: str | None = None,
+        wallet: SigningWallet | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.session = requests.Session()
+        self.wallet = wallet
+        self._token_renew_at = float("inf")
+        if token:
+            self._use_token(token)
+
+    @property
+    def signed_in(self) -> bool:
+        return "Authorization" in self.session.headers
+
+    def sign_in(self) -> None:
+        """Sign the backend's challenge with the wallet and keep the session token it returns."""
+        if self.wallet is None:
+            raise ApiError(401, "no wallet to sign in with", "NOT_SIGNED_IN")
+        challenge = self._send("POST", auth_challenge_path(), json={"address": self.wallet.address}).json()
+        signature = self.wallet.sign_message(challenge["message"])
+        issued = self._send(
+            "POST", auth_login_path(), json={"message": challenge["message"], "signature": signature}
+        ).json()
+        lifetime_s = datetime.fromisoformat(issued["expires_at"]).timestamp() - time.time()
+        self._use_token(issued["token"], renew_at=time.monotonic() + lifetime_s - RENEW_BEFORE_EXPIRY_S)
+
+    def _use_token(self, token: str, renew_at: float = float("inf")) -> None:
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self._token_renew_at = renew_at
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        can_sign_in = self.wallet is not None
+        if can_sign_in and (not self.signed_in or time.monotonic() >= self._token_renew_at):
+            self.sign_in()
+        try:
+            return self._send(method, path, **kwargs)
+        except ApiError as error:
+            replayable = not hasattr(kwargs.get("data"), "read")
+            if error.status != 401 or not can_sign_in or not replayable:
+                raise
+            self.sign_in()  # the session ended early (revoked, or the backend restarted its keys)
+            return self._send(method, path, **kwargs)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout_s)
         response = self.session.request(method, self.base_url + path, **kwargs)
         if response.status_code >= 400:
@@ -59,3 +125,22 @@ def _error_from(response: requests.Response) -> ApiError:
         )
     except ValueError:
         return ApiError(response.status_code, response.text[:200] or response.reason, "HTTP_ERROR")
+
+
+class KeyWallet:
+    """A raw private key as a ``SigningWallet`` (nodes; tests)."""
+
+    def __init__(self, private_key: bytes | str) -> None:
+        from eth_account import Account
+
+        self._account = Account.from_key(private_key)
+
+    @property
+    def address(self) -> str:
+        return self._account.address
+
+    def sign_message(self, text: str) -> str:
+        from eth_account.messages import encode_defunct
+
+        signature = self._account.sign_message(encode_defunct(text=text)).signature.hex()
+        return "0x" + signature.removeprefix("0x")

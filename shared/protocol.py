@@ -18,6 +18,18 @@ LEASE_TOKEN_HEADER = "X-Lease-Token"
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 
+def auth_challenge_path() -> str:
+    return f"{API_PREFIX}/auth/challenge"
+
+
+def auth_login_path() -> str:
+    return f"{API_PREFIX}/auth/login"
+
+
+def auth_tokens_path() -> str:
+    return f"{API_PREFIX}/auth/tokens"
+
+
 def scene_upload_path() -> str:
     return f"{API_PREFIX}/scenes"
 

@@ -143,3 +143,22 @@ class RenderEngine(StrEnum):
     BLENDER_EEVEE = "BLENDER_EEVEE"
     BLENDER_EEVEE_NEXT = "BLENDER_EEVEE_NEXT"
     BLENDER_WORKBENCH = "BLENDER_WORKBENCH"
+
+
+class TokenKind(StrEnum):
+    """Bearer credentials: a short-lived session from a wallet signature, or a named API token."""
+
+    SESSION = "SESSION"  # issued for a signed challenge; expires within the hour
+    API = "API"  # created by a signed-in artist for scripts and the add-on; revocable
+
+
+class RenderFailureKind(StrEnum):
+    """Why a node's Blender failed a frame, as the node classifies it from the exit and the log."""
+
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    MISSING_GPU_KERNEL = "MISSING_GPU_KERNEL"
+    CRASH = "CRASH"
+    TIMEOUT = "TIMEOUT"
+    SCRIPTS_REFUSED = "SCRIPTS_REFUSED"
+    SANDBOX = "SANDBOX"
+    OTHER = "OTHER"

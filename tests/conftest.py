@@ -18,10 +18,12 @@ from rq import SimpleWorker
 from backend import create_app, defaults
 from backend.extensions import db
 from backend.queues import get_queue
+from tests.identities import ADMIN_KEY, NODE_KEY, address_of, signed_in_client
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from local_chain import LocalChain  # noqa: E402
+from seaweedfs import SeaweedS3  # noqa: E402
 
 REDIS_URL = os.environ.get("RONRENDER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get("RONRENDER_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
@@ -103,6 +105,14 @@ def chain() -> Iterator[LocalChain]:
         yield local_chain
 
 
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedS3]:
+    """One real S3-compatible store (SeaweedFS on loopback) for the run; tests keep apart by key prefix.
+    No skip: `make setup` installs `weed`, so a failure to start it is a failure."""
+    with SeaweedS3() as store:
+        yield store
+
+
 @pytest.fixture
 def escrow(chain: LocalChain) -> dict[str, str]:
     """A freshly deployed escrow contract, and the keys of its operator and of a funded artist."""
@@ -137,6 +147,8 @@ def app(database_url: str, tmp_path: Path, chain: LocalChain, escrow: dict[str, 
             "RONRENDER_STORAGE_DIR": str(tmp_path / "data" / "storage"),
             "RONRENDER_REDIS_URL": REDIS_URL,
             "RONRENDER_QUEUE_PREFIX": f"rr-test-{uuid.uuid4().hex[:8]}",
+            "RONRENDER_RATE_LIMIT": "",  # tests/backend/test_access.py turns it on where it is the subject
+            "RONRENDER_ADMIN_ADDRESSES": [address_of(ADMIN_KEY)],
         }
     )
     with app.app_context():
@@ -149,7 +161,24 @@ def app(database_url: str, tmp_path: Path, chain: LocalChain, escrow: dict[str, 
 
 
 @pytest.fixture
-def client(app):
+def client(app, escrow):
+    """The artist of the ``escrow`` fixture, signed in with their wallet."""
+    return signed_in_client(app, escrow["artist_key"])
+
+
+@pytest.fixture
+def node_client(app):
+    """A node provider's wallet, signed in: it registers nodes and renders for them."""
+    return signed_in_client(app, NODE_KEY)
+
+
+@pytest.fixture
+def admin_client(app):
+    return signed_in_client(app, ADMIN_KEY)
+
+
+@pytest.fixture
+def anonymous_client(app):
     return app.test_client()
 
 

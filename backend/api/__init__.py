@@ -11,9 +11,9 @@ from backend.errors import RonRenderError
 
 
 def register_api(app: APIFlask) -> None:
-    from backend.api import admin, attempts, escrow, jobs, nodes, scenes
+    from backend.api import admin, attempts, auth, escrow, jobs, nodes, scenes
 
-    for module in (scenes, jobs, nodes, attempts, escrow, admin):
+    for module in (auth, scenes, jobs, nodes, attempts, escrow, admin):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(RonRenderError)
@@ -24,8 +24,18 @@ def register_api(app: APIFlask) -> None:
     @app.error_processor
     def _http_error(error: HTTPError) -> Any:
         reason = "VALIDATION_ERROR" if error.status_code == 422 else _reason_code(error.message)
-        body = {"message": error.message, "reason": reason, "detail": error.detail}
+        message = error.message
+        if reason in AUTH_REASONS:
+            message = AUTH_MESSAGES.get(error.status_code, message)
+        body = {"message": message, "reason": reason, "detail": error.detail}
         return body, error.status_code, error.headers
+
+
+AUTH_REASONS = {"UNAUTHORIZED", "FORBIDDEN"}
+AUTH_MESSAGES = {
+    401: "sign in first: send Authorization: Bearer <token> (POST /api/v1/auth/challenge, then /login)",
+    403: "this needs the admin role",
+}
 
 
 def _reason_code(message: str) -> str:

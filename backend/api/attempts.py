@@ -10,19 +10,28 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import current_app, request
 
+from backend.api.access import bearer, caller
 from backend.api.schemas import AttemptOut, FailureIn
-from backend.errors import UploadTooLarge
+from backend.errors import NotFound, UploadTooLarge
+from backend.extensions import db
+from backend.models import Attempt, Node
 from backend.services import render_outputs
 from shared.protocol import API_PREFIX, LEASE_TOKEN_HEADER
 
 blueprint = APIBlueprint("attempts", __name__, url_prefix=f"{API_PREFIX}/attempts", tag="Attempts")
 
 
-def _lease_token() -> str:
+def _lease_token(attempt_id: int) -> str:
+    """The lease token, after checking the attempt belongs to one of the caller's nodes."""
+    attempt = db.session.get(Attempt, attempt_id)
+    node = db.session.get(Node, attempt.node_id) if attempt else None
+    if node is None or not caller().owns(node.owner_address):
+        raise NotFound(f"no attempt {attempt_id}")
     return request.headers.get(LEASE_TOKEN_HEADER, "")
 
 
 @blueprint.put("/<int:attempt_id>/output")
+@blueprint.auth_required(bearer)
 @blueprint.output(AttemptOut, status_code=202)
 @blueprint.doc(
     summary="Upload the render output (raw PNG or EXR bytes); verification is queued",
@@ -32,21 +41,23 @@ def upload_output(attempt_id: int) -> Any:
     limit = current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"]
     if request.content_length is not None and request.content_length > limit:
         raise UploadTooLarge(limit)
-    return render_outputs.receive_output(attempt_id, _lease_token(), request.stream)
+    return render_outputs.receive_output(attempt_id, _lease_token(attempt_id), request.stream)
 
 
 @blueprint.post("/<int:attempt_id>/failure")
+@blueprint.auth_required(bearer)
 @blueprint.input(FailureIn)
 @blueprint.output(AttemptOut)
 @blueprint.doc(summary="The render failed: record why; another node will try")
 def report_failure(attempt_id: int, json_data: dict[str, Any]) -> Any:
     return render_outputs.report_failure(
-        attempt_id, _lease_token(), json_data["reason"], json_data["log_tail"]
+        attempt_id, _lease_token(attempt_id), json_data["reason"], json_data["log_tail"]
     )
 
 
 @blueprint.post("/<int:attempt_id>/release")
+@blueprint.auth_required(bearer)
 @blueprint.output(AttemptOut)
 @blueprint.doc(summary="Hand the frame back (the node is stopping); not counted as a failure")
 def release(attempt_id: int) -> Any:
-    return render_outputs.release_attempt(attempt_id, _lease_token())
+    return render_outputs.release_attempt(attempt_id, _lease_token(attempt_id))

@@ -7,6 +7,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import current_app
 
+from backend.api.access import bearer, caller, require_owner, require_same_address
 from backend.api.schemas import AssignmentOut, HeartbeatIn, HeartbeatOut, NodeOut, NodeRegisterIn
 from backend.services import heartbeats, matchmaker
 from shared.protocol import API_PREFIX
@@ -15,35 +16,50 @@ blueprint = APIBlueprint("nodes", __name__, url_prefix=f"{API_PREFIX}/nodes", ta
 
 
 @blueprint.post("")
+@blueprint.auth_required(bearer)
 @blueprint.input(NodeRegisterIn)
 @blueprint.output(NodeOut, status_code=201)
 @blueprint.doc(summary="Register a node and the hardware it offers")
 def register_node(json_data: dict[str, Any]) -> Any:
-    return matchmaker.register_node(**json_data)
+    me = caller()
+    payout_address = json_data.pop("payout_address") or me.address
+    require_same_address(payout_address, "payout_address")
+    return matchmaker.register_node(**json_data, payout_address=payout_address, owner_address=me.address)
+
+
+def _my_node(node_id: str) -> None:
+    """404 for a node the caller's wallet did not register (admins may read any)."""
+    require_owner(matchmaker.get_node(node_id).owner_address, f"node {node_id}")
 
 
 @blueprint.get("/<node_id>")
+@blueprint.auth_required(bearer)
 @blueprint.output(NodeOut)
 @blueprint.doc(summary="A node as the backend sees it")
 def get_node(node_id: str) -> Any:
+    _my_node(node_id)
     return matchmaker.get_node(node_id)
 
 
 @blueprint.post("/<node_id>/heartbeat")
+@blueprint.auth_required(bearer)
 @blueprint.input(HeartbeatIn)
 @blueprint.output(HeartbeatOut)
 @blueprint.doc(summary="I am alive: renew leases, report progress; answers which frames to drop")
 def heartbeat(node_id: str, json_data: dict[str, Any]) -> Any:
+    _my_node(node_id)
     return {"abandon_attempt_ids": heartbeats.record_heartbeat(node_id, json_data["slots"])}
 
 
 @blueprint.post("/<node_id>/claim")
+@blueprint.auth_required(bearer)
 @blueprint.output(AssignmentOut)
 @blueprint.doc(
     summary="Ask for work: one frame under a new lease",
     responses={200: "A frame to render", 204: "No work that fits this node now"},
 )
 def claim(node_id: str) -> Any:
+    _my_node(node_id)
     claimed = matchmaker.claim_frame(node_id)
     if claimed is None:
         return "", 204

@@ -4,7 +4,7 @@ builds the OpenAPI document from them. Wei amounts travel as decimal strings."""
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import DateTime, Dict, Float, Function, Integer, List, Nested, String
+from apiflask.fields import Boolean, DateTime, Dict, Float, Function, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 
 from backend.services import reputation
@@ -93,13 +93,28 @@ class GpuIn(Schema):
     memory_bytes = Integer(load_default=0, validate=Range(min=0))
 
 
+class SlotIn(Schema):
+    name = String(required=True, validate=Length(min=1, max=64))
+    device_type = String(required=True, validate=OneOf([d.value for d in DeviceType]))
+    memory_bytes = Integer(load_default=0, validate=Range(min=0))
+
+
 class NodeRegisterIn(Schema):
     name = String(required=True, validate=Length(min=1, max=128))
     cpu_cores = Integer(required=True, validate=Range(min=1))
     memory_bytes = Integer(required=True, validate=Range(min=0))
     blender_version = String(required=True, validate=Regexp(r"^\d+\.\d+"))
     gpus = List(Nested(GpuIn), load_default=list)
-    payout_address = String(required=True, validate=ADDRESS)
+    payout_address = String(
+        load_default=None,
+        validate=ADDRESS,
+        metadata={"description": "Must be the signed-in wallet (the sign-in proves the node controls it)"},
+    )
+    sandboxed = Boolean(load_default=False, metadata={"description": "Renders run in a sandbox"})
+    benchmark_ms = Integer(
+        load_default=None, validate=Range(min=1), metadata={"description": "The first-start benchmark render"}
+    )
+    slots = List(Nested(SlotIn), load_default=list, validate=Length(max=64))
 
 
 class NodeOut(Schema):
@@ -118,6 +133,9 @@ class NodeOut(Schema):
     gpus = List(Dict())
     blender_version = String()
     payout_address = String(allow_none=True)
+    sandboxed = Boolean()
+    benchmark_ms = Integer(allow_none=True)
+    slots = List(Dict())
     last_heartbeat_at = DateTime()
 
 
@@ -211,3 +229,65 @@ class JobsQuery(Schema):
 
 class JobsOut(Schema):
     jobs = List(Nested(JobOut))
+
+
+class ChallengeIn(Schema):
+    address = String(required=True, validate=ADDRESS)
+
+
+class ChallengeOut(Schema):
+    message = String()
+    nonce = String()
+    expires_at = String()
+
+
+class LoginIn(Schema):
+    message = String(required=True, validate=Length(min=1, max=2000))
+    signature = String(
+        required=True, validate=Regexp(r"^0x[0-9a-fA-F]{130}$", error="must be a 65-byte hex signature")
+    )
+
+
+class IssuedTokenOut(Schema):
+    id = String()
+    token = String(metadata={"description": "The secret: shown once, store it"})
+    kind = String()
+    name = String()
+    address = String(attribute="owner_address")
+    expires_at = DateTime(allow_none=True)
+
+
+class ApiTokenIn(Schema):
+    name = String(required=True, validate=Length(min=1, max=128))
+    expires_in_days = Integer(load_default=None, validate=Range(min=1, max=3650))
+
+
+class ApiTokenOut(Schema):
+    id = String()
+    kind = String()
+    name = String()
+    created_at = DateTime()
+    expires_at = DateTime(allow_none=True)
+    revoked_at = DateTime(allow_none=True)
+
+
+class ApiTokensOut(Schema):
+    tokens = List(Nested(ApiTokenOut))
+
+
+class RevokedTokenOut(ApiTokenOut):
+    pass
+
+
+class RequeuedFrameOut(FrameOut):
+    pass
+
+
+class WhoAmIOut(Schema):
+    address = String()
+    is_admin = Boolean()
+    token_kind = String()
+
+
+class SuspendIn(Schema):
+    reason = String(required=True, validate=Length(min=1, max=500))

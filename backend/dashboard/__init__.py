@@ -1,7 +1,9 @@
 """The dashboard: web pages for artists, node providers and admins.
 
 Every page is a server-rendered shell; its script reads and changes the farm only
-through the JSON API (``/api/v1/…``), polling for live updates. Static assets are
+through the JSON API (``/api/v1/…``), polling for live updates, with the bearer token
+of this browser tab: a wallet signs in (Sign-In with Ethereum) or an API token is
+pasted, and the token stays in the tab's sessionStorage. Static assets are
 hand-written CSS and JavaScript served by the app: no build step, nothing fetched
 from elsewhere at run time (the Content-Security-Policy says so to the browser).
 """
@@ -74,6 +76,11 @@ def nodes() -> str:
 @blueprint.get("/dashboard/nodes/<node_id>")
 def node(node_id: str) -> str:
     return _page("node.html", "node", node_id=node_id)
+
+
+@blueprint.get("/dashboard/tokens")
+def tokens() -> str:
+    return _page("tokens.html", "tokens")
 
 
 @blueprint.get("/dashboard/admin")

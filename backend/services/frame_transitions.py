@@ -44,3 +44,35 @@ def requeue_or_fail(frame: Frame, *, counts_as_failure: bool, reason: str | None
         values["priority"] = 1
     transition_frame(frame.id, target, **values)
     return target
+
+
+def requeue_failed_frame(job_id: str, number: int) -> Frame:
+    """An admin gives a FAILED frame of a still-rendering job a fresh start (failures reset)."""
+    from sqlalchemy import select
+
+    from backend.errors import InvalidJobState, NotFound
+    from backend.extensions import db
+    from backend.models import Job
+    from shared.states import JobState
+
+    frame = db.session.scalar(select(Frame).where(Frame.job_id == job_id, Frame.number == number))
+    if frame is None:
+        raise NotFound(f"no frame {number} in job {job_id}")
+    job = db.session.get(Job, job_id)
+    if job is None or job.state != JobState.RENDERING:
+        raise InvalidJobState(f"job {job_id} is not rendering: only its failed frames can be requeued")
+    # The one way out of FAILED, outside the lifecycle's transitions: an admin's explicit decision.
+    moved = move_state(
+        Frame,
+        frame.id,
+        {FrameState.FAILED},
+        FrameState.PENDING,
+        failures=0,
+        current_attempt_id=None,
+        priority=1,
+    )
+    if not moved:
+        raise InvalidJobState(f"frame {number} is {frame.state}, not FAILED")
+    db.session.commit()
+    db.session.refresh(frame)
+    return frame

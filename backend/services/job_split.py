@@ -38,6 +38,7 @@ class JobRequest:
     output_format: str | None = None
     required_device: str | None = None
     required_memory_bytes: int = 0
+    owner_address: str | None = None
 
 
 def create_job(request: JobRequest) -> Job:
@@ -79,6 +80,7 @@ def create_job(request: JobRequest) -> Job:
     samples = request.samples if request.samples is not None else info["samples"]
     percentage = request.resolution_percentage or info["resolution_percentage"]
     job = Job(
+        owner_address=request.owner_address,
         scene_sha256=scene.sha256,
         state=JobState.AWAITING_ACCEPTANCE,
         frame_start=start,

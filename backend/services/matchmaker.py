@@ -17,7 +17,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, false, func, or_, select
 
-from backend import defaults
+from backend import defaults, observability
 from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, utc_now
@@ -47,8 +47,16 @@ def register_node(
     blender_version: str,
     gpus: list[dict[str, Any]],
     payout_address: str | None,
+    owner_address: str | None = None,
+    sandboxed: bool = False,
+    benchmark_ms: int | None = None,
+    slots: list[dict[str, Any]] | None = None,
 ) -> Node:
     node = Node(
+        owner_address=owner_address,
+        sandboxed=sandboxed,
+        benchmark_ms=benchmark_ms,
+        slots=slots or [],
         name=name,
         cpu_cores=cpu_cores,
         memory_bytes=memory_bytes,
@@ -100,6 +108,7 @@ def _blocked_jobs(node: Node) -> Any:
     )
 
 
+@observability.CLAIM_SECONDS.time()
 def claim_frame(node_id: str) -> Claim | None:
     """Give the node one frame under a new lease, or None when nothing fits.
 

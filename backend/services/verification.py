@@ -16,6 +16,7 @@ import statistics
 from flask import current_app
 from sqlalchemy import select
 
+from backend import observability
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job
 from backend.services import job_lifecycle, payments, reputation
@@ -31,6 +32,7 @@ MIN_REFERENCE_FRAMES = 3
 COMPARATIVE_REASONS = (RejectionReason.DUPLICATE_FRAME, RejectionReason.UPSCALED, RejectionReason.LOW_SAMPLES)
 
 
+@observability.VERIFICATION_SECONDS.time()
 def verify_attempt(attempt_id: int) -> None:
     attempt = db.session.get(Attempt, attempt_id)
     if attempt is None or attempt.outcome != AttemptOutcome.UPLOADED:
@@ -41,6 +43,7 @@ def verify_attempt(attempt_id: int) -> None:
     output_path = str(storage().path_for(attempt.output_sha256))
     expected = expected_image(job, frame, attempt)
     verdict = check_render_output(output_path, expected)
+    observability.record_verdict(verdict.accepted, verdict.reason)
     attempt.output_fingerprint = verdict.fingerprint
     if verdict.accepted:
         verified = transition_frame(

@@ -25,7 +25,8 @@ def probe() -> dict[str, object]:
         preferences.refresh_devices()
         for device in preferences.devices:
             if device.type == backend:
-                gpus.append({"name": device.name, "backend": backend, "memory_bytes": 0})
+                # The id names the card (CUDA ids carry the PCI bus id); a slot is pinned by it.
+                gpus.append({"name": device.name, "backend": backend, "id": device.id, "memory_bytes": 0})
     return {"blender_version": bpy.app.version_string, "gpus": gpus}
 
 

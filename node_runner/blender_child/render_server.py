@@ -8,7 +8,7 @@ line, so Blender's own log on stdout never mixes with answers.
 
 Usage: python render_server.py RESULT_FD SETTINGS.json
 SETTINGS holds scene_path, output_format, engine, samples, resolution_percentage,
-threads (0 = all cores).
+threads (0 = all cores) and device ({"backend": "CPU"|"CUDA"|..., "device_id": ...}).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def open_scene(settings: dict) -> bpy.types.Scene:
         elif settings["engine"].startswith("BLENDER_EEVEE"):
             scene.eevee.taa_render_samples = settings["samples"]
     if settings["engine"] == "CYCLES":
-        scene.cycles.device = "CPU"
+        select_device(scene, settings.get("device") or {"backend": "CPU"})
     render.resolution_percentage = settings["resolution_percentage"]
     if settings["threads"]:
         render.threads_mode = "FIXED"
@@ -43,6 +43,25 @@ def open_scene(settings: dict) -> bpy.types.Scene:
     render.image_settings.file_format = settings["output_format"]
     render.use_file_extension = False
     return scene
+
+
+def select_device(scene: bpy.types.Scene, device: dict) -> None:
+    """Pin Cycles to this slot's device. Set here, from a script, because command-line
+    defaults reset the GPU preferences; every other device is switched off."""
+    if device["backend"] == "CPU":
+        scene.cycles.device = "CPU"
+        return
+    preferences = bpy.context.preferences.addons["cycles"].preferences
+    preferences.compute_device_type = device["backend"]
+    preferences.refresh_devices()
+    found = False
+    for candidate in preferences.devices:
+        candidate.use = candidate.id == device["device_id"]
+        found = found or candidate.use
+    if not found:
+        raise RuntimeError(f"Cycles does not see device {device['device_id']} ({device['backend']})")
+    scene.cycles.device = "GPU"
+    print(f"RonRender: rendering on {device['backend']} device {device['device_id']}", flush=True)
 
 
 def main() -> int:

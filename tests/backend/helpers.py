@@ -18,7 +18,6 @@ CPU_NODE = {
     "cpu_cores": 2,
     "memory_bytes": 8 * 1024**3,
     "blender_version": "4.5.15 LTS",
-    "payout_address": "0x" + "11" * 20,
 }
 
 
@@ -60,6 +59,7 @@ def rendering_job(
 
 
 def register(client: Any, **overrides: Any) -> str:
+    """Register a node for the signed-in wallet of ``client`` (its payout address)."""
     response = client.post(NODES, json={**CPU_NODE, **overrides})
     assert response.status_code == 201, response.json
     return response.json["id"]

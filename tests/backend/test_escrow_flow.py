@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from web3 import Web3
 
 from artist_cli.wallet import Wallet
 from backend.errors import ChainUnavailable
@@ -26,22 +25,25 @@ from tests.backend.helpers import (
     register,
     rendering_job,
 )
+from tests.identities import signed_in_client, wallet_client
 
 pytestmark = pytest.mark.integration
 
 
-def test_chain_history_matches_the_books(client, run_workers, scene_files, tmp_path, escrow):
+def test_chain_history_matches_the_books(app, client, run_workers, scene_files, tmp_path, escrow):
     job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
-    payouts = ["0x" + "a1" * 20, "0x" + "b2" * 20]
-    for number, payout in enumerate(payouts, start=1):
-        assignment = claim(client, register(client, name=f"n{number}", payout_address=payout))
-        put_output(client, assignment, noise_png(tmp_path / f"{number}.png", 64, 36, seed=number))
+    payouts = []
+    for number in (1, 2):
+        node_client, payout = wallet_client(app, f"node-{number}")
+        payouts.append(payout)
+        assignment = claim(node_client, register(node_client, name=f"n{number}"))
+        put_output(node_client, assignment, noise_png(tmp_path / f"{number}.png", 64, 36, seed=number))
     run_workers()
     final = client.get(f"{JOBS}/{job['id']}").json
     assert final["state"] == "COMPLETED"
     on_chain = client.get(f"{JOBS}/{job['id']}/escrow").json
     price = int(job["price_per_frame_wei"])
-    assert on_chain["paid_wei_by_node"] == {Web3.to_checksum_address(p): str(price) for p in payouts}
+    assert on_chain["paid_wei_by_node"] == {p: str(price) for p in payouts}
     assert int(on_chain["locked_wei"]) == int(job["estimate_wei"])
     paid = sum(int(v) for v in on_chain["paid_wei_by_node"].values())
     assert int(on_chain["locked_wei"]) == paid + int(on_chain["fee_wei"]) + int(on_chain["refunded_wei"])
@@ -54,9 +56,10 @@ def test_chain_history_matches_the_books(client, run_workers, scene_files, tmp_p
     assert len(on_chain["tx_hashes"]) >= 3  # lock, release batch(es), close
 
 
-def test_no_balance_leaves_the_job_awaiting_payment(client, run_workers, scene_files, escrow, chain):
-    sha256 = ready_scene(client, run_workers, scene_files["tiny"])
+def test_no_balance_leaves_the_job_awaiting_payment(app, run_workers, scene_files, escrow, chain):
     poor = chain.accounts[7]
+    client = signed_in_client(app, poor.key.to_0x_hex())
+    sha256 = ready_scene(client, run_workers, scene_files["tiny"])
     job = client.post(JOBS, json={"scene_sha256": sha256}).json
     assert accept(client, job["id"], poor.key.to_0x_hex()).status_code == 202
     run_workers()
@@ -116,22 +119,22 @@ def test_cancel_refunds_everything_on_chain(client, run_workers, scene_files, es
 
 
 def test_a_rejected_frame_is_paid_once_to_the_node_that_rerendered_it(
-    client, run_workers, scene_files, tmp_path, escrow
+    app, client, run_workers, scene_files, tmp_path, escrow
 ):
     job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
-    cheater = register(client, name="cheater", payout_address="0x" + "c0" * 20)
-    honest = register(client, name="honest", payout_address="0x" + "d0" * 20)
-    first = claim(client, cheater)
-    put_output(client, first, black_png(tmp_path / "black.png", 64, 36))
+    cheater_client, _ = wallet_client(app, "cheater")
+    honest_client, honest_payout = wallet_client(app, "honest")
+    cheater = register(cheater_client, name="cheater")
+    honest = register(honest_client, name="honest")
+    first = claim(cheater_client, cheater)
+    put_output(cheater_client, first, black_png(tmp_path / "black.png", 64, 36))
     run_workers()
-    second = claim(client, honest)
+    second = claim(honest_client, honest)
     assert second["frame_number"] == 1
-    put_output(client, second, noise_png(tmp_path / "good.png", 64, 36))
+    put_output(honest_client, second, noise_png(tmp_path / "good.png", 64, 36))
     run_workers()
     on_chain = client.get(f"{JOBS}/{job['id']}/escrow").json
-    assert on_chain["paid_wei_by_node"] == {
-        Web3.to_checksum_address("0x" + "d0" * 20): job["price_per_frame_wei"]
-    }
+    assert on_chain["paid_wei_by_node"] == {honest_payout: job["price_per_frame_wei"]}
 
 
 def test_a_crash_after_recording_a_release_resends_the_same_transaction(
@@ -139,7 +142,7 @@ def test_a_crash_after_recording_a_release_resends_the_same_transaction(
 ):
     """The worker died after signing and recording a release, before sending it."""
     job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
-    assignment = claim(client, register(client, payout_address="0x" + "e0" * 20))
+    assignment = claim(client, register(client))
     put_output(client, assignment, noise_png(tmp_path / "good.png", 64, 36))
     verification.verify_attempt(assignment["attempt_id"])  # records the release
     chain = escrow_chain()
@@ -157,9 +160,7 @@ def test_a_crash_after_recording_a_release_resends_the_same_transaction(
     db.session.refresh(recorded)
     assert (recorded.state, recorded.tx_hash) == ("CONFIRMED", tx_hash)
     on_chain = client.get(f"{JOBS}/{job['id']}/escrow").json
-    assert on_chain["paid_wei_by_node"] == {
-        Web3.to_checksum_address("0x" + "e0" * 20): job["price_per_frame_wei"]
-    }
+    assert on_chain["paid_wei_by_node"] == {escrow["artist_address"]: job["price_per_frame_wei"]}
     assert tx_hash in on_chain["tx_hashes"]
 
 

@@ -3,11 +3,11 @@ real local farm (the system tier's ``start_farm``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from tests.system.conftest import start_farm  # noqa: F401
 
@@ -39,13 +39,27 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def page(browser) -> Iterator:
-    """A fresh browser context (no cookies or storage) at laptop size; console errors fail the test."""
-    context = browser.new_context(viewport=LAPTOP, accept_downloads=True)
-    context.set_default_timeout(15_000)
-    new_page = context.new_page()
+def open_page(browser) -> Iterator[Callable[[], Page]]:
+    """Open pages in fresh browser contexts (no cookies or storage: one identity each) at
+    laptop size; a JavaScript error in any of them fails the test."""
+    contexts: list[BrowserContext] = []
     errors: list[str] = []
-    new_page.on("pageerror", lambda error: errors.append(str(error)))
-    yield new_page
-    context.close()
+
+    def open_new() -> Page:
+        context = browser.new_context(viewport=LAPTOP, accept_downloads=True)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        new_page = context.new_page()
+        new_page.on("pageerror", lambda error: errors.append(str(error)))
+        return new_page
+
+    yield open_new
+    for context in contexts:
+        context.close()
     assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(open_page) -> Page:
+    """A page in a fresh browser context."""
+    return open_page()

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from shared.image_checks import ExpectedImage, check_render_output
 
@@ -34,7 +33,7 @@ def wait_until_settled(farm, job_id: str, timeout_s: float = 60) -> dict:
     """The job once its close (fee and refund) is confirmed on chain, a moment after COMPLETED."""
     deadline = time.monotonic() + timeout_s
     while True:
-        job = requests.get(f"{farm.url}/api/v1/jobs/{job_id}", timeout=10).json()
+        job = farm.admin_get(f"/api/v1/jobs/{job_id}")
         if job["money"]["fee_wei"] != "0" or time.monotonic() > deadline:
             return job
         time.sleep(0.3)

@@ -8,7 +8,6 @@ import signal
 import time
 
 import pytest
-import requests
 from web3 import Web3
 
 from tests.conftest import make_scene
@@ -28,7 +27,7 @@ def test_a_killed_node_is_not_paid_and_its_frame_is_rendered_elsewhere(start_far
         lambda: next((f for f in frames(farm, job_id) if f["state"] == "RENDERING"), None),
         what="a frame to be rendering",
     )
-    node = requests.get(f"{farm.url}/api/v1/nodes/{victim['node_id']}", timeout=10).json()
+    node = farm.admin_get(f"/api/v1/nodes/{victim['node_id']}")
     process = farm.processes[node["name"]]
     os.killpg(process.pid, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -46,19 +45,17 @@ def test_a_killed_node_is_not_paid_and_its_frame_is_rendered_elsewhere(start_far
     assert all(f["state"] == "VERIFIED" for f in final)
     dropped = next(f for f in final if f["number"] == victim["number"])
     assert dropped["node_id"] != victim["node_id"]
-    dead = requests.get(f"{farm.url}/api/v1/nodes/{victim['node_id']}", timeout=10).json()
+    dead = farm.admin_get(f"/api/v1/nodes/{victim['node_id']}")
     assert dead["state"] == "OFFLINE"
     assert dead["frames_dropped"] == 1
 
     settled = lambda: job_state(farm, job_id)["money"]["fee_wei"] != "0"  # noqa: E731
     wait_for(settled, timeout_s=60, what="the job to be closed on chain")
-    on_chain = requests.get(f"{farm.url}/api/v1/jobs/{job_id}/escrow", timeout=30).json()
+    on_chain = farm.admin_get(f"/api/v1/jobs/{job_id}/escrow")
     price = int(job_state(farm, job_id)["price_per_frame_wei"])
     verified_by = {}
     for frame in final:
-        payout = requests.get(f"{farm.url}/api/v1/nodes/{frame['node_id']}", timeout=10).json()[
-            "payout_address"
-        ]
+        payout = farm.admin_get(f"/api/v1/nodes/{frame['node_id']}")["payout_address"]
         verified_by[Web3.to_checksum_address(payout)] = (
             verified_by.get(Web3.to_checksum_address(payout), 0) + price
         )

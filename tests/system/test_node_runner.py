@@ -3,6 +3,7 @@ directory, SIGTERM hands the frame back, and a briefly unreachable backend."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,13 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from local_farm import LOCAL_KEYSTORE_PASSWORD
 
 from artist_cli.artist_client import ArtistClient
 from artist_cli.wallet import Wallet
 from node_runner.service import NodeConfig, NodeService
+from shared.api_client import KeyWallet
 from tests.conftest import make_scene
+from tests.identities import NODE_KEY
 from tests.system.conftest import free_port
 
 pytestmark = pytest.mark.system
@@ -26,10 +28,11 @@ pytestmark = pytest.mark.system
 def submit(farm, scene: Path, **request) -> str:
     """Upload, analyse, create and accept a job; returns its id."""
     client = ArtistClient(farm.url)
+    wallet = Wallet.open(farm.artist_keystore, LOCAL_KEYSTORE_PASSWORD)
+    client.sign_in_with(wallet)
     sha256 = client.upload_scene(scene, lambda _n: None)["sha256"]
     assert client.wait_for_scene(sha256)["state"] == "READY"
     job = client.create_job({"scene_sha256": sha256, **request})
-    wallet = Wallet.open(farm.artist_keystore, LOCAL_KEYSTORE_PASSWORD)
     message = client.acceptance_message(job["id"], wallet.address)
     client.accept_job(job["id"], wallet.address, wallet.sign_typed_data(message))
     return job["id"]
@@ -46,17 +49,17 @@ def wait_for(predicate, timeout_s: float = 120.0, what: str = "condition"):
 
 
 def job_state(farm, job_id: str) -> dict:
-    return requests.get(f"{farm.url}/api/v1/jobs/{job_id}", timeout=10).json()
+    return farm.admin_get(f"/api/v1/jobs/{job_id}")
 
 
 def frames(farm, job_id: str) -> list[dict]:
-    return requests.get(f"{farm.url}/api/v1/jobs/{job_id}/frames", timeout=10).json()["frames"]
+    return farm.admin_get(f"/api/v1/jobs/{job_id}/frames")["frames"]
 
 
 def start_node(url: str, work_dir: Path) -> tuple[NodeService, threading.Thread]:
     service = NodeService(
         NodeConfig(backend_url=url, name="in-process", work_dir=work_dir, threads=1, idle_poll_interval_s=0.2,
-                   heartbeat_interval_s=1.0, payout_address="0x" + "77" * 20)
+                   heartbeat_interval_s=1.0, wallet=KeyWallet(NODE_KEY))
     )  # fmt: skip
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
@@ -107,9 +110,9 @@ def test_sigterm_hands_the_frame_back(start_farm, tmp_path):
     job_id = submit(farm, slow_scene)
     node_runner = str(Path(sys.executable).parent / "ronrender-node")
     node = subprocess.Popen(
-        [node_runner, "run", "--backend", farm.url, "--name", "leaver", "--payout-address", "0x" + "66" * 20,
+        [node_runner, "run", "--backend", farm.url, "--name", "leaver",
          "--work-dir", str(tmp_path / "node"), "--threads", "1", "--heartbeat-interval", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "RONRENDER_NODE_KEY": NODE_KEY},
     )  # fmt: skip
     try:
         wait_for(lambda: frames(farm, job_id)[0]["state"] == "RENDERING", what="the render to start")

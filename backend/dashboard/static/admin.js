@@ -1,97 +1,133 @@
-/* Admin: every node with its state and reputation; reinstate a suspended node.
- * The admin token is pasted once and kept in this tab's sessionStorage. */
+/* Admin: every node (suspend with a reason, reinstate), every job (cancel), and the FAILED
+ * frames of rendering jobs (requeue). Signed in as an admin wallet or with the admin token. */
 "use strict";
 
 (() => {
-  const { el, api } = RR;
+  const { el, api, formatRon } = RR;
   const base = document.body.dataset.dashboard;
-  const TOKEN_KEY = "ronrender.adminToken";
-  const form = document.getElementById("token-form");
-  const input = document.getElementById("admin-token");
-  const forget = document.getElementById("forget-token");
-  const section = document.getElementById("admin-nodes");
-  const tbody = document.getElementById("nodes-body");
+  const root = document.getElementById("admin-root");
+  const nodesBody = document.getElementById("nodes-body");
+  const jobsBody = document.getElementById("jobs-body");
+  const failedBody = document.getElementById("failed-body");
   let poller = null;
 
-  const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
-  const auth = () => ({ Authorization: `Bearer ${token()}` });
-
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    sessionStorage.setItem(TOKEN_KEY, input.value.trim());
-    input.value = "";
-    start();
-  });
-  forget.addEventListener("click", () => {
-    sessionStorage.removeItem(TOKEN_KEY);
-    if (poller) poller.stop();
-    section.hidden = true;
-    forget.hidden = true;
-    form.hidden = false;
-  });
-
-  async function reinstate(node, button) {
+  /** Run one admin action from a button: disabled meanwhile, the outcome as a notice. */
+  async function act(button, action, done) {
     button.disabled = true;
     try {
-      await api(`/admin/nodes/${node.id}/reinstate`, { method: "POST", headers: auth() });
-      RR.notice(`${node.name} is reinstated.`);
+      await action();
+      RR.notice(done);
       poller.now();
     } catch (error) {
-      RR.notice(`Not reinstated: ${error.message}`, "error");
+      RR.notice(`Refused: ${error.message}`, "error");
       button.disabled = false;
     }
   }
 
-  function row(node) {
+  function suspend(node, button) {
+    const reason = window.prompt(`Why suspend ${node.name}? The node provider sees the reason.`);
+    if (!reason || !reason.trim()) return;
+    act(
+      button,
+      () => api(`/admin/nodes/${node.id}/suspend`, { method: "POST", json: { reason: reason.trim() } }),
+      `${node.name} is suspended: it gets no more work until reinstated.`,
+    );
+  }
+
+  function reinstate(node, button) {
+    act(button, () => api(`/admin/nodes/${node.id}/reinstate`, { method: "POST" }), `${node.name} is reinstated.`);
+  }
+
+  function nodeAction(node) {
+    const suspended = Boolean(node.suspended_reason);
+    const button = el("button", { class: suspended ? "small" : "small danger", type: "button" }, suspended ? "Reinstate" : "Suspend");
+    button.addEventListener("click", () => (suspended ? reinstate(node, button) : suspend(node, button)));
+    return button;
+  }
+
+  function nodeRow(node) {
     const misses = node.frames_rejected + node.frames_failed + node.frames_timed_out + node.frames_dropped;
     const state = node.suspended_reason ? "SUSPENDED" : node.state;
-    let action = null;
-    if (node.suspended_reason) {
-      action = el("button", { class: "small", type: "button" }, "Reinstate");
-      action.addEventListener("click", () => reinstate(node, action));
-    }
     return el(
       "tr",
-      { dataset: { nodeId: node.id } },
+      { dataset: { nodeId: node.id, state } },
       el("td", {}, el("a", { href: `${base}nodes/${node.id}` }, node.name), el("div", { class: "muted small id" }, RR.shortId(node.id))),
       el("td", {}, RR.badge(state), node.suspended_reason ? el("div", { class: "small warning-text" }, node.suspended_reason) : null),
       el("td", { class: "num" }, node.reputation.toFixed(3)),
       el("td", { class: "num" }, node.frames_verified),
       el("td", { class: "num" }, misses),
       el("td", { class: "muted", title: RR.dateTime(node.last_heartbeat_at) }, RR.timeAgo(node.last_heartbeat_at)),
-      el("td", {}, action),
+      el("td", {}, nodeAction(node)),
     );
   }
 
-  async function refresh() {
-    try {
-      const { nodes } = await api("/admin/nodes", { headers: auth() });
-      section.hidden = false;
-      form.hidden = true;
-      forget.hidden = false;
-      document.getElementById("node-count").textContent = `(${nodes.length})`;
-      tbody.replaceChildren(
-        ...(nodes.length ? nodes.map(row) : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No nodes registered."))]),
-      );
-    } catch (error) {
-      if (error.status === 401 || error.status === 403) {
-        poller.stop();
-        sessionStorage.removeItem(TOKEN_KEY);
-        section.hidden = true;
-        form.hidden = false;
-        forget.hidden = true;
-        RR.notice(`Refused: ${error.message}`, "error");
-        return;
-      }
-      throw error;
+  function cancelJob(job, button) {
+    if (!window.confirm(`Cancel job ${RR.shortId(job.id)}? Frames not yet paid are refunded to the artist.`)) return;
+    act(button, () => api(`/jobs/${job.id}/cancel`, { method: "POST" }), `Job ${RR.shortId(job.id)} is cancelled.`);
+  }
+
+  function jobRow(job) {
+    let cancel = null;
+    if (!RR.TERMINAL_JOB_STATES.has(job.state)) {
+      cancel = el("button", { class: "small danger", type: "button" }, "Cancel");
+      cancel.addEventListener("click", () => cancelJob(job, cancel));
     }
+    return el(
+      "tr",
+      { dataset: { jobId: job.id } },
+      el("td", {}, el("a", { href: `${base}jobs/${job.id}`, class: "id" }, RR.shortId(job.id))),
+      el("td", {}, RR.badge(job.state)),
+      RR.jobProgressCell(job),
+      el("td", {}, el("code", { title: job.artist_address || "" }, RR.shortHash(job.artist_address) || "–")),
+      el("td", { class: "num" }, formatRon(job.estimate_wei)),
+      el("td", { class: "muted" }, RR.dateTime(job.created_at)),
+      el("td", {}, cancel),
+    );
   }
 
-  function start() {
-    if (poller) poller.stop();
-    RR.clearNotice();
-    poller = RR.poll(refresh);
+  function failedFrameRow(job, frame) {
+    const requeue = el("button", { class: "small", type: "button", disabled: job.state !== "RENDERING" }, "Requeue");
+    requeue.addEventListener("click", () =>
+      act(
+        requeue,
+        () => api(`/admin/jobs/${job.id}/frames/${frame.number}/requeue`, { method: "POST" }),
+        `Frame ${frame.number} of job ${RR.shortId(job.id)} is back in the queue.`,
+      ),
+    );
+    return el(
+      "tr",
+      { dataset: { jobId: job.id, number: frame.number } },
+      el("td", {}, el("a", { href: `${base}jobs/${job.id}`, class: "id" }, RR.shortId(job.id))),
+      el("td", { class: "num" }, frame.number),
+      el("td", { class: "num" }, frame.failures),
+      el("td", { class: "small warning-text" }, frame.last_rejection || ""),
+      el("td", {}, requeue),
+    );
   }
 
-  if (token()) start();
+  /** The FAILED frames of every job that has some. */
+  async function failedFrames(jobs) {
+    const rows = [];
+    for (const job of jobs.filter((candidate) => (candidate.frame_counts.FAILED || 0) > 0)) {
+      const { frames } = await api(`/jobs/${job.id}/frames`);
+      for (const frame of frames.filter((candidate) => candidate.state === "FAILED")) rows.push(failedFrameRow(job, frame));
+    }
+    return rows;
+  }
+
+  function fill(tbody, countId, rows, columns, empty) {
+    document.getElementById(countId).textContent = `(${rows.length})`;
+    tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: columns, class: "muted" }, empty))]));
+  }
+
+  async function refresh() {
+    const [{ nodes }, { jobs }] = await Promise.all([api("/admin/nodes"), api("/jobs?limit=200")]);
+    root.hidden = false;
+    fill(nodesBody, "node-count", nodes.map(nodeRow), 7, "No nodes registered.");
+    fill(jobsBody, "job-count", jobs.map(jobRow), 7, "No jobs yet.");
+    fill(failedBody, "failed-count", await failedFrames(jobs), 5, "No failed frames.");
+  }
+
+  if (RR.signedIn() && !RR.isAdmin()) document.getElementById("not-admin").hidden = false;
+  else if (RR.signedIn()) poller = RR.poll(refresh);
 })();

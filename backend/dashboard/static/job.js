@@ -18,7 +18,8 @@
   let lastMoneyKey = "";
   let thumbnailEndpoint = true; // until the /thumbnail endpoint answers 404 once
 
-  const frameUrl = (number, what) => `${RR.API}/jobs/${jobId}/frames/${number}/${what}`;
+  const framePath = (number, what) => `/jobs/${jobId}/frames/${number}/${what}`;
+  const frameUrl = (number, what) => RR.API + framePath(number, what);
 
   function renderJob() {
     RR.setBadge(document.getElementById("job-state"), job.state);
@@ -93,19 +94,27 @@
       parts.thumb.replaceChildren(el("span", { class: "muted small" }, job.output_format.replace("OPEN_", "")));
       return;
     }
-    const image = el("img", { alt: `frame ${number}`, loading: "lazy", decoding: "async" });
-    image.src = frameUrl(number, thumbnailEndpoint ? "thumbnail" : "output");
-    image.addEventListener("error", function fallback() {
-      if (image.src.endsWith("/thumbnail")) {
-        thumbnailEndpoint = false;
-        image.src = frameUrl(number, "output");
-      } else {
-        image.removeEventListener("error", fallback);
-      }
+    const image = el("img", { alt: `frame ${number}`, decoding: "async" });
+    const link = el("a", { href: frameUrl(number, "output"), download: "", title: `Download frame ${number}` }, image);
+    RR.downloadOnClick(link, framePath(number, "output"), `frame_${String(number).padStart(5, "0")}.png`);
+    parts.thumb.replaceChildren(link);
+    loadThumbnail(image, number).catch(() => {
+      /* the cell stays blank; the next state change tries again */
     });
-    parts.thumb.replaceChildren(
-      el("a", { href: frameUrl(number, "output"), download: "", title: `Download frame ${number}` }, image),
-    );
+  }
+
+  /** The frame's thumbnail, fetched with the token; the full image where there is none. */
+  async function loadThumbnail(image, number) {
+    if (thumbnailEndpoint) {
+      try {
+        image.src = await RR.objectUrl(framePath(number, "thumbnail"));
+        return;
+      } catch (error) {
+        if (error.status !== 404) throw error;
+        thumbnailEndpoint = false;
+      }
+    }
+    image.src = await RR.objectUrl(framePath(number, "output"));
   }
 
   function updateFrame(frame) {
@@ -139,7 +148,15 @@
   }
 
   async function refresh() {
-    const [latest, { frames }] = await Promise.all([api(`/jobs/${jobId}`), api(`/jobs/${jobId}/frames`)]);
+    let latest, frames;
+    try {
+      [latest, { frames }] = await Promise.all([api(`/jobs/${jobId}`), api(`/jobs/${jobId}/frames`)]);
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      poller.stop();
+      RR.notice(`No job ${jobId} for ${RR.session().address}: sign in with the wallet that submitted it.`, "error");
+      return;
+    }
     job = latest;
     renderJob();
     for (const frame of frames) updateFrame(frame);
@@ -184,7 +201,9 @@
     }
   });
 
-  const poller = RR.poll(refresh, () =>
-    job && RR.TERMINAL_JOB_STATES.has(job.state) ? SETTLED_POLL_MS : RR.POLL_MS,
-  );
+  RR.downloadOnClick(document.getElementById("download-zip"), `/jobs/${jobId}/output.zip`, `${jobId}.zip`);
+
+  const poller = RR.signedIn()
+    ? RR.poll(refresh, () => (job && RR.TERMINAL_JOB_STATES.has(job.state) ? SETTLED_POLL_MS : RR.POLL_MS))
+    : null;
 })();

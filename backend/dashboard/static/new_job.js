@@ -37,6 +37,7 @@
       request.open("POST", `${RR.API}/scenes`);
       request.setRequestHeader("Content-Type", "application/octet-stream");
       request.setRequestHeader("Accept", "application/json");
+      for (const [name, value] of Object.entries(RR.authHeaders())) request.setRequestHeader(name, value);
       request.upload.addEventListener("progress", (event) => {
         if (event.lengthComputable) showProgress("Uploading…", event.loaded / event.total);
       });
@@ -47,8 +48,13 @@
         } catch (_) {
           /* not JSON: reported below */
         }
-        if (request.status >= 200 && request.status < 300 && data) resolve(data);
-        else reject(new Error((data && data.message) || `upload failed: HTTP ${request.status}`));
+        if (request.status >= 200 && request.status < 300 && data) {
+          resolve(data);
+          return;
+        }
+        const message = (data && data.message) || `upload failed: HTTP ${request.status}`;
+        if (request.status === 401) RR.signedOut(`Sign in again: ${message}`);
+        reject(new RR.ApiError(message, request.status));
       });
       request.addEventListener("error", () => reject(new Error("upload failed: the connection dropped")));
       request.addEventListener("abort", () => reject(new Error("upload aborted")));
@@ -122,7 +128,7 @@
       showProgress("Estimate ready", 1);
       showEstimate(job);
     } catch (error) {
-      RR.notice(error.message, "error");
+      if (error.status !== 401) RR.notice(error.message, "error");
       progressBlock.hidden = true;
     } finally {
       button.disabled = false;

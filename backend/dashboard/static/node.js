@@ -1,8 +1,9 @@
-/* A node provider's node: state, reputation, counters and machine, refreshed live. */
+/* A node provider's node: state, reputation, counters, earnings and machine, refreshed live.
+ * Only the node's own wallet and admins may read it. */
 "use strict";
 
 (() => {
-  const { el, api } = RR;
+  const { el, api, formatRon } = RR;
   const base = document.body.dataset.dashboard;
   const root = document.getElementById("node-root");
   const form = document.getElementById("node-form");
@@ -47,20 +48,53 @@
     ]);
   }
 
-  if (nodeId) {
-    const poller = RR.poll(async () => {
-      try {
-        const node = await api(`/nodes/${encodeURIComponent(nodeId)}`);
-        localStorage.setItem("ronrender.node", nodeId);
-        render(node);
-      } catch (error) {
-        if (error.status === 404) {
-          poller.stop();
-          RR.notice(`No node ${nodeId} on this farm.`, "error");
-          return;
-        }
-        throw error;
-      }
-    });
+  /** What the node earned: verified frames × each job's price per frame (paid to its payout
+   * address as frames are released). Only an admin can read every job's frames; a provider
+   * sees the frame count until the API offers per-node earnings. */
+  async function earnedWei() {
+    const { jobs } = await api("/jobs?limit=500");
+    let total = 0n;
+    for (const job of jobs.filter((candidate) => (candidate.frame_counts.VERIFIED || 0) > 0)) {
+      const { frames } = await api(`/jobs/${job.id}/frames`);
+      const mine = frames.filter((frame) => frame.node_id === nodeId && frame.state === "VERIFIED").length;
+      total += BigInt(mine) * BigInt(job.price_per_frame_wei);
+    }
+    return total.toString();
   }
+
+  async function renderEarnings(node) {
+    const earnings = document.getElementById("node-earnings");
+    const note = document.getElementById("earnings-note");
+    if (!RR.isAdmin()) {
+      RR.facts(earnings, [["Frames paid for", node.frames_verified]]);
+      note.textContent = "Each verified frame is paid its job's price, straight to the payout address below.";
+      return;
+    }
+    const wei = await earnedWei();
+    RR.facts(earnings, [
+      ["Frames paid for", node.frames_verified],
+      ["Earned", formatRon(wei), { wei, id: "node-earned" }],
+    ]);
+    note.textContent = "Verified frames × each job's price per frame, released to the payout address.";
+  }
+
+  async function refresh() {
+    try {
+      const node = await api(`/nodes/${encodeURIComponent(nodeId)}`);
+      localStorage.setItem("ronrender.node", nodeId);
+      render(node);
+      if (polls++ % EARNINGS_EVERY_POLLS === 0) await renderEarnings(node);
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      poller.stop();
+      RR.notice(
+        `Node ${nodeId} is not visible to ${RR.session().address}: sign out, then sign in with the node's wallet or as an admin.`,
+        "error",
+      );
+    }
+  }
+
+  const EARNINGS_EVERY_POLLS = 10; // earnings read every job's frames: ask less often
+  let polls = 0;
+  const poller = nodeId && RR.signedIn() ? RR.poll(refresh) : null;
 })();

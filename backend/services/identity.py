@@ -1,0 +1,151 @@
+"""Who is asking: wallet sign-in by signed challenge, bearer tokens, admins.
+
+Every identity is a wallet address. A client asks for a challenge, signs it
+(EIP-191 personal message in the Sign-In with Ethereum text format) and gets
+a short-lived session token. A signed-in artist can create named API tokens for
+scripts and the add-on. Only a token's sha256 is stored; tokens are random
+256-bit strings, so a plain hash is enough to make a database leak useless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import is_address, to_checksum_address
+from flask import current_app, request
+from sqlalchemy import select
+
+from backend.errors import LoginRefused, NotFound
+from backend.extensions import db
+from backend.models import ApiToken, utc_now
+from backend.queues import redis_connection
+from shared.states import TokenKind
+
+TOKEN_PREFIX = "rr_"
+CHALLENGE_TTL_S = 300
+ADMIN_TOKEN_ADDRESS = "admin"  # the bootstrap admin token has no wallet behind it
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller of one request."""
+
+    address: str
+    is_admin: bool
+    token_kind: str
+    token_id: str | None = None
+
+    def owns(self, address: str | None) -> bool:
+        return address is not None and address.lower() == self.address.lower()
+
+
+def _challenge_key(nonce: str) -> str:
+    return f"{current_app.config['RONRENDER_QUEUE_PREFIX']}:login:{nonce}"
+
+
+def issue_challenge(address: str) -> dict[str, str]:
+    """A one-time sign-in message for ``address``, valid for five minutes."""
+    address = to_checksum_address(address)
+    nonce = secrets.token_hex(16)
+    issued = utc_now().replace(microsecond=0)
+    expires = issued + timedelta(seconds=CHALLENGE_TTL_S)
+    host = request.host
+    message = (
+        f"{host} wants you to sign in with your Ethereum account:\n{address}\n\n"
+        "Sign in to RonRender.\n\n"
+        f"URI: {request.host_url.rstrip('/')}\nVersion: 1\nNonce: {nonce}\n"
+        f"Issued At: {issued.isoformat()}\nExpiration Time: {expires.isoformat()}"
+    )
+    redis_connection().set(_challenge_key(nonce), message, ex=CHALLENGE_TTL_S)
+    return {"message": message, "nonce": nonce, "expires_at": expires.isoformat()}
+
+
+def sign_in(message: str, signature: str) -> tuple[str, ApiToken]:
+    """Trade a signed challenge for a session token. Each challenge works once."""
+    nonce = next((line[7:] for line in message.splitlines() if line.startswith("Nonce: ")), "")
+    stored = redis_connection().getdel(_challenge_key(nonce)) if nonce else None
+    if stored is None or stored.decode() != message:
+        raise LoginRefused("unknown or expired challenge: ask for a new one")
+    claimed = message.splitlines()[1]
+    try:
+        signer = Account.recover_message(encode_defunct(text=message), signature=signature)
+    except Exception as error:  # malformed signatures raise many kinds of errors
+        raise LoginRefused("the signature does not decode") from error
+    if signer.lower() != claimed.lower():
+        raise LoginRefused("the signature is not from the address in the challenge")
+    ttl = timedelta(seconds=current_app.config["RONRENDER_SESSION_TTL_S"])
+    return _issue(signer, TokenKind.SESSION, "session", utc_now() + ttl)
+
+
+def create_api_token(identity: Identity, name: str, expires_in_days: int | None) -> tuple[str, ApiToken]:
+    expires = utc_now() + timedelta(days=expires_in_days) if expires_in_days else None
+    return _issue(identity.address, TokenKind.API, name, expires)
+
+
+def _issue(address: str, kind: TokenKind, name: str, expires_at: datetime | None) -> tuple[str, ApiToken]:
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        owner_address=to_checksum_address(address),
+        token_sha256=_digest(secret),
+        kind=kind,
+        name=name,
+        expires_at=expires_at,
+    )
+    db.session.add(token)
+    db.session.commit()
+    return secret, token
+
+
+def list_api_tokens(identity: Identity) -> list[ApiToken]:
+    return list(
+        db.session.scalars(
+            select(ApiToken)
+            .where(ApiToken.owner_address == identity.address, ApiToken.kind == TokenKind.API)
+            .order_by(ApiToken.created_at)
+        )
+    )
+
+
+def revoke_token(identity: Identity, token_id: str) -> ApiToken:
+    token = db.session.get(ApiToken, token_id)
+    # Someone else's token id answers exactly like a missing one: ids leak nothing.
+    if token is None or not identity.owns(token.owner_address):
+        raise NotFound(f"no token {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = utc_now()
+        db.session.commit()
+    return token
+
+
+def identify(secret: str) -> Identity | None:
+    """The identity behind a bearer token, or None when it is unknown, expired or revoked."""
+    admin_token = current_app.config["RONRENDER_ADMIN_TOKEN"]
+    if admin_token and secrets.compare_digest(secret.encode(), admin_token.encode()):
+        return Identity(address=ADMIN_TOKEN_ADDRESS, is_admin=True, token_kind="ADMIN")
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token = db.session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    if token.expires_at is not None and token.expires_at <= datetime.now(UTC):
+        return None
+    return Identity(
+        address=token.owner_address,
+        is_admin=token.owner_address.lower() in admin_addresses(),
+        token_kind=token.kind,
+        token_id=token.id,
+    )
+
+
+def admin_addresses() -> set[str]:
+    configured = (a.strip() for a in current_app.config["RONRENDER_ADMIN_ADDRESSES"])
+    return {a.lower() for a in configured if is_address(a)}
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

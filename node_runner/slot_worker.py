@@ -1,0 +1,228 @@
+"""One render slot's loop: wait for the owner's terms, claim a frame, skip it if the
+owner blocks its job or artist, get its scene from the cache, render it in the
+slot's own Blender (pinned to the slot's device), then upload the image or report
+a classified failure. Each slot runs this on a thread of its own."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from node_runner import defaults, diagnostics
+from node_runner.backend_client import BackendClient, Claimed
+from node_runner.heartbeat import ActiveFrame
+from node_runner.render import BlenderSession, RenderResult
+from node_runner.scene_cache import SceneCache, SceneChecksumMismatch
+from node_runner.slots import SlotSpec
+from node_runner.terms import Control, OwnerTerms
+from shared.api_client import ApiError, is_transient
+from shared.protocol import FrameAssignment
+from shared.render_progress import RenderProgress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlotCounters:
+    """What a slot did since the node started, for the status table."""
+
+    uploaded: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    blocked: int = 0
+
+
+class SlotWorker(threading.Thread):
+    def __init__(
+        self,
+        spec: SlotSpec,
+        *,
+        node_id: str,
+        client: BackendClient,
+        scenes: SceneCache,
+        blender: BlenderSession,
+        terms: OwnerTerms,
+        stop: threading.Event,
+        work_dir: Path,
+        idle_poll_interval_s: float,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(name=f"slot-{spec.name}", daemon=True)
+        self.spec = spec
+        self.node_id = node_id
+        self.client = client
+        self.scenes = scenes
+        self.blender = blender
+        self.terms = terms
+        self.stop = stop
+        self.work_dir = work_dir
+        self.idle_poll_interval_s = idle_poll_interval_s
+        self.on_change = on_change  # the heartbeat and the status file follow frame changes
+        self.active: ActiveFrame | None = None
+        self.waiting: str | None = None
+        self.counters = SlotCounters()
+        self.error: BaseException | None = None
+        self._artists: dict[str, str | None] = {}
+        self._last_logged_quarter = -1
+
+    @property
+    def frames_done(self) -> int:
+        return self.counters.uploaded
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as error:  # the service stops the node and says why
+            self.error = error
+            log.exception("slot %s stopped on an error", self.spec.name)
+            self.stop.set()
+        finally:
+            self.blender.close()
+            self.waiting = "stopped"
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            if self.terms.control() == Control.STOP_AFTER_FRAME:
+                log.info("slot %s: stopping after its frame, as the owner asked", self.spec.name)
+                return
+            why = self.terms.why_not_claim()
+            if why is not None:
+                if self.waiting != why.value:
+                    log.info("slot %s waits: %s", self.spec.name, why.value)
+                    self.waiting = why.value
+                    self.on_change()
+                self.stop.wait(defaults.TERMS_POLL_INTERVAL_S)
+                continue
+            self.waiting = None
+            claimed = self._claim()
+            if claimed is None:
+                self.stop.wait(self.idle_poll_interval_s)
+                continue
+            if self._blocked(claimed):
+                self.stop.wait(self.idle_poll_interval_s)  # so a blocked job is not claimed in a tight loop
+                continue
+            self._work_on(claimed.assignment)
+
+    def _claim(self) -> Claimed | None:
+        try:
+            return self.client.claim(self.node_id)
+        except ApiError as error:
+            if error.reason != "NODE_SUSPENDED":
+                raise
+            log.warning("%s; asking again in %.0f s", error.message, defaults.SUSPENDED_RETRY_S)
+            self.stop.wait(defaults.SUSPENDED_RETRY_S)
+            return None
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.warning("backend unreachable, still retrying: %s", error)
+            return None
+
+    def _blocked(self, claimed: Claimed) -> bool:
+        """A claimed frame of a job or artist the owner blocks goes straight back."""
+        assignment = claimed.assignment
+        artist = claimed.artist_address
+        if artist is None and self.terms.blocked_artists:
+            artist = self._artist_of(assignment.job_id)
+        if not self.terms.blocks(assignment.job_id, artist):
+            return False
+        self.counters.blocked += 1
+        log.info(
+            "slot %s: job %s is on the owner's blocklist; handing it back", self.spec.name, assignment.job_id
+        )
+        self._hand_back(assignment)
+        return True
+
+    def _artist_of(self, job_id: str) -> str | None:
+        if job_id not in self._artists:
+            try:
+                self._artists[job_id] = self.client.get_job(job_id).get("artist_address")
+            except Exception as error:  # unknown artist: the job id blocklist still applies
+                log.warning("could not look up the artist of job %s: %s", job_id, error)
+                return None
+        return self._artists[job_id]
+
+    def _work_on(self, assignment: FrameAssignment) -> None:
+        active = ActiveFrame(assignment)
+        self.active = active
+        self._last_logged_quarter = -1
+        self.on_change()
+        attempt_dir = self.work_dir / "attempts" / str(assignment.attempt_id)
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "slot %s: rendering frame %d of job %s",
+            self.spec.name,
+            assignment.frame_number,
+            assignment.job_id,
+        )
+        try:
+            with self.scenes.use(assignment.scene_sha256) as scene_path:
+                result = self.blender.render(
+                    assignment, scene_path, attempt_dir, on_progress=self._progress, cancel=active.cancel
+                )
+            if self.stop.is_set():
+                self._hand_back(assignment)
+            elif active.cancel.is_set():
+                log.info("frame %d withdrawn by the backend", assignment.frame_number)
+            elif result.output_path is not None:
+                self.client.upload_output(assignment, result.output_path)
+                self.counters.uploaded += 1
+                log.info(
+                    "slot %s: uploaded frame %d of job %s",
+                    self.spec.name,
+                    assignment.frame_number,
+                    assignment.job_id,
+                )
+            else:
+                self._report_failure(assignment, result)
+        except SceneChecksumMismatch as error:
+            log.warning("frame %d: %s", assignment.frame_number, error)
+            self._hand_back(assignment)
+        except ApiError as error:
+            log.warning("backend refused frame %d: %s", assignment.frame_number, error)
+        finally:
+            self.active = None
+            self.on_change()
+            shutil.rmtree(attempt_dir, ignore_errors=True)
+
+    def _progress(self, progress: RenderProgress) -> None:
+        active = self.active
+        if active is None:
+            return
+        active.update(progress)
+        quarter = int(progress.fraction * 4)
+        if quarter > self._last_logged_quarter:  # plain lines in the log, one per quarter
+            self._last_logged_quarter = quarter
+            log.info(
+                "slot %s: frame %d %3.0f%% (%s)",
+                self.spec.name, active.assignment.frame_number, progress.fraction * 100, progress.detail,
+            )  # fmt: skip
+
+    def _report_failure(self, assignment: FrameAssignment, result: RenderResult) -> None:
+        diagnosis = diagnostics.classify_failure(
+            result.process.exit_code, result.process.stopped_because, result.log, assignment.time_limit_s
+        )
+        kept = diagnostics.keep_log(
+            self.work_dir / "logs",
+            assignment.job_id,
+            assignment.frame_number,
+            assignment.attempt_id,
+            result.log,
+        )
+        kind = diagnosis.kind.value
+        self.counters.failed[kind] = self.counters.failed.get(kind, 0) + 1
+        log.warning(
+            "slot %s: frame %d of job %s failed: %s (full log: %s)",
+            self.spec.name, assignment.frame_number, assignment.job_id, diagnosis.reason, kept,
+        )  # fmt: skip
+        self.client.report_failure(assignment, diagnosis.reason, diagnostics.log_tail(result.log))
+
+    def _hand_back(self, assignment: FrameAssignment) -> None:
+        try:
+            self.client.release(assignment)
+            log.info("handed frame %d back", assignment.frame_number)
+        except Exception as error:  # the lease will expire on its own
+            log.warning("could not hand frame %d back: %s", assignment.frame_number, error)

@@ -1,0 +1,115 @@
+"""Farm overhead: the demo scene rendered three ways, side by side.
+
+(a) bare Blender in one child process rendering every frame in a loop (start,
+    open once, render, exit: the whole process is timed);
+(b) bare Blender started once per frame, as ``blender -b scene.blend -f N`` would
+    (the sum of the processes' times);
+(c) through RonRender with one local node (``scripts/local_farm.py``: anvil with
+    the escrow, the backend under gunicorn, RQ workers, the sweeper, one
+    ``ronrender-node``), from ``ronrender submit`` to the job's ``finished_at``
+    (every frame verified). It includes the upload, scene analysis (a Blender
+    probe render), the estimate, the signed acceptance and the lock on chain.
+    The farm's start (before the submit) is not counted.
+
+Blender always runs in a child process; this module never imports ``bpy``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from scripts.bench.common import OUTPUT_DIR, SCRIPTS_DIR, Section, child_env, free_port, ratio, rounded
+
+BLENDER_SCRIPT = Path(__file__).resolve().parent / "blender_render.py"
+SUBMIT_TIMEOUT_S = 900
+
+
+def make_scene(path: Path, frames: int) -> Path:
+    """The demo's sample scene (320x180, Cycles, 16 samples), written by Blender in a child."""
+    subprocess.run(
+        [sys.executable, str(SCRIPTS_DIR / "make_sample_scene.py"), str(path), "--frames", str(frames)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+    )
+    return path
+
+
+def render_in_child(scene: Path, out_dir: Path, frames: list[int]) -> float:
+    """Seconds of one Blender child process rendering ``frames``, start to exit."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, str(BLENDER_SCRIPT), str(scene), str(out_dir), *map(str, frames)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+    )
+    return time.perf_counter() - started
+
+
+def through_farm(scene: Path, data_dir: Path) -> tuple[float, float]:
+    """Seconds from submit to the last verified frame, and from submit to the CLI's return."""
+    from local_farm import VENV_BIN, LocalFarm
+
+    with LocalFarm(
+        data_dir, port=free_port(), nodes=1, node_threads=0, queue_prefix=f"rr-bench-farm-{time.time_ns()}"
+    ) as farm:
+        submitted_at = time.time()
+        started = time.perf_counter()
+        done = subprocess.run(
+            [str(VENV_BIN / "ronrender"), "--url", farm.url, "submit", str(scene), "--yes", "--json"],
+            capture_output=True,
+            text=True,
+            env=farm.env,
+            timeout=SUBMIT_TIMEOUT_S,
+        )
+        returned_s = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"ronrender submit failed: {done.stderr.strip()[-500:]}")
+        job = json.loads(done.stdout)
+        if job["frame_counts"].get("VERIFIED") != job["frames_total"] or not job.get("finished_at"):
+            raise RuntimeError(f"the job did not verify every frame: {job['state']} {job['frame_counts']}")
+        finished = datetime.fromisoformat(job["finished_at"]).timestamp()
+    return finished - submitted_at, returned_s
+
+
+def run(frames: int = 12) -> Section:
+    section = Section()
+    keys = ["overhead_vs_one_process", "overhead_vs_per_frame_process"]
+    farm_dir = OUTPUT_DIR / "farm-overhead"  # kept: the farm's logs
+    shutil.rmtree(farm_dir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="rr-bench-overhead-") as work:
+        work_dir = Path(work)
+        scene = make_scene(work_dir / "sample_scene.blend", frames)
+        numbers = list(range(1, frames + 1))
+        one_process_s = render_in_child(scene, work_dir / "a", numbers)
+        per_frame_s = sum(render_in_child(scene, work_dir / "b", [n]) for n in numbers)
+        section.figures["bare_one_process_s"] = rounded(one_process_s)
+        section.figures["bare_per_frame_process_s"] = rounded(per_frame_s)
+        try:
+            farm_s, cli_s = through_farm(scene, farm_dir)
+        except Exception as error:
+            section.unmeasured([*keys, "farm_s"], f"the one-node farm run failed: {error}")
+            farm_s = None
+        else:
+            section.figures["farm_s"] = rounded(farm_s)
+            section.figures["farm_cli_return_s"] = rounded(cli_s)
+            section.figures["overhead_vs_one_process"] = rounded(ratio(farm_s, one_process_s))
+            section.figures["overhead_vs_per_frame_process"] = rounded(ratio(farm_s, per_frame_s))
+    section.rows += [
+        (f"bare Blender, one process, {frames} frames", f"{one_process_s:.2f} s", ""),
+        (f"bare Blender, one process per frame, {frames} frames", f"{per_frame_s:.2f} s", ""),
+        ("RonRender, 1 node, submit -> last verified", f"{farm_s:.2f} s" if farm_s else "n/a", ""),
+        ("farm / one process (c)/(a)", f"{section.figures['overhead_vs_one_process']}", "<= 1.10"),
+        ("farm / per-frame process (c)/(b)", f"{section.figures['overhead_vs_per_frame_process']}", "< 1.0"),
+    ]
+    return section

@@ -1,0 +1,280 @@
+"""Scheduler at scale: simulated nodes against the real backend.
+
+The backend runs under gunicorn (gthread workers) on a fresh PostgreSQL schema and
+the real Redis, with rate limiting off. Simulated nodes (``sim_nodes``: a few
+processes, each running many asyncio HTTP clients) register, claim, heartbeat and
+upload a tiny PNG per frame. A frame's render is a sleep drawn uniformly from
+2-20 s and multiplied by ``time_scale``; the heartbeat interval (15 s on a real
+node) and the idle poll (2 s) are scaled by the same factor, so the mix of requests
+per frame is the real one, only faster.
+
+The job is made claimable without a chain (see ``seed``). A frame counts as done
+when its upload is accepted (UPLOADED): verification is measured on its own by the
+verification benchmark, and no RQ worker drains the verification queue here (the
+queue is deleted afterwards). No sweeper runs: leases (180 s) never expire here.
+
+Figures: makespan over the ideal lower bound max(total render time / nodes,
+longest frame); claim latency p50 and p99 (claims that got a frame, measured by
+the client); heartbeats answered per second while frames were being rendered;
+the backend's peak resident memory (gunicorn master and workers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scripts.bench.common import (
+    Backend,
+    Section,
+    app_config,
+    child_env,
+    drop_queues,
+    migrate,
+    percentile,
+    postgres_database,
+    postgres_problem,
+    ratio,
+    rounded,
+)
+from scripts.bench.seed import claimable_job
+from scripts.bench.sim_nodes import render_time_s
+
+REAL_HEARTBEAT_INTERVAL_S = 15.0
+REAL_IDLE_POLL_S = 2.0
+NODES_PER_SIM_PROCESS = 500
+PROGRESS_POLL_S = 0.5
+RSS_SAMPLE_S = 0.5
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    node_counts: tuple[int, ...] = (100, 1000)
+    frames_per_node: int = 20
+    time_scale: float = 1.0
+    backend_workers: int = 4
+    backend_threads: int = 4
+    seed: int = 0
+    log_dir: Path = Path("bench-output/logs")
+
+
+def ideal_makespan_s(frames: int, nodes: int, time_scale: float, seed: int) -> tuple[float, float]:
+    """The lower bound max(total render time / nodes, longest frame), and the total render time."""
+    times = [render_time_s(number, time_scale, seed) for number in range(1, frames + 1)]
+    return max(sum(times) / nodes, max(times)), sum(times)
+
+
+def _frames_uploaded(database_url: str, job_id: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url.replace("+psycopg", "", 1), autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM frames"
+            " WHERE job_id = %s AND state NOT IN ('PENDING', 'ASSIGNED', 'RENDERING')",
+            (job_id,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+class _RssSampler(threading.Thread):
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(daemon=True)
+        self.backend = backend
+        self.peak_bytes = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(RSS_SAMPLE_S):
+            self.peak_bytes = max(self.peak_bytes, self.backend.rss_bytes())
+
+
+def run_point(nodes: int, options: SchedulerOptions) -> dict[str, Any]:
+    """One point of the scale curve: ``nodes`` simulated nodes, ``frames_per_node`` x nodes frames."""
+    frames = nodes * options.frames_per_node
+    scale = options.time_scale
+    ideal_s, total_render_s = ideal_makespan_s(frames, nodes, scale, options.seed)
+    log_dir = options.log_dir.resolve()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rr-bench-sched-") as data_dir, postgres_database() as url:
+        config = app_config(url, Path(data_dir), f"rr-bench-{uuid.uuid4().hex[:8]}")
+        migrate(config)
+        job_id, _ = claimable_job(config, frames)
+        backend = Backend(
+            config,
+            log_dir / f"scheduler-backend-{nodes}.log",
+            workers=options.backend_workers,
+            threads=options.backend_threads,
+            RONRENDER_RATE_LIMIT="",
+        )
+        with backend:
+            idle_rss = backend.rss_bytes()
+            processes = _start_sim_processes(backend.url, nodes, options, Path(data_dir))
+            try:
+                for process, _ in processes:
+                    assert process.stdout is not None
+                    line = process.stdout.readline().strip()
+                    if line != "registered":
+                        raise RuntimeError(f"a simulated node process failed to register: {line!r}")
+                sampler = _RssSampler(backend)
+                sampler.start()
+                go = time.monotonic()
+                for process, _ in processes:
+                    assert process.stdin is not None
+                    process.stdin.write("go\n")
+                    process.stdin.flush()
+                deadline = go + max(120.0, 20 * ideal_s)
+                while _frames_uploaded(url, job_id) < frames and time.monotonic() < deadline:
+                    time.sleep(PROGRESS_POLL_S)
+                timed_out = time.monotonic() >= deadline
+                sampler.done.set()
+                results = _stop_sim_processes(processes)
+            finally:
+                for process, _ in processes:
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait()
+        drop_queues(config)
+    return _summarise(nodes, frames, go, ideal_s, total_render_s, results, sampler, idle_rss, timed_out)
+
+
+def _start_sim_processes(
+    url: str, nodes: int, options: SchedulerOptions, work_dir: Path
+) -> list[tuple[subprocess.Popen[str], Path]]:
+    count = max(1, math.ceil(nodes / NODES_PER_SIM_PROCESS))
+    processes = []
+    for index in range(count):
+        share = nodes // count + (1 if index < nodes % count else 0)
+        result = work_dir / f"sim-{index}.json"
+        argv = [
+            sys.executable, "-m", "scripts.bench.sim_nodes",
+            "--url", url,
+            "--nodes", str(share),
+            "--name-prefix", f"sim{index}",
+            "--time-scale", str(options.time_scale),
+            "--heartbeat-interval-s", str(REAL_HEARTBEAT_INTERVAL_S * options.time_scale),
+            "--idle-poll-s", str(REAL_IDLE_POLL_S * options.time_scale),
+            "--seed", str(options.seed),
+            "--connections", str(share),
+            "--result", str(result),
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(), cwd=Path.cwd()
+        )
+        processes.append((process, result))
+    return processes
+
+
+def _stop_sim_processes(processes: list[tuple[subprocess.Popen[str], Path]]) -> list[dict[str, Any]]:
+    for process, _ in processes:
+        assert process.stdin is not None
+        process.stdin.write("stop\n")
+        process.stdin.flush()
+    results = []
+    for process, path in processes:
+        process.wait(timeout=120)
+        results.append(json.loads(path.read_text()))
+    return results
+
+
+def _summarise(
+    nodes: int,
+    frames: int,
+    go: float,
+    ideal_s: float,
+    total_render_s: float,
+    results: list[dict[str, Any]],
+    sampler: _RssSampler,
+    idle_rss: int,
+    timed_out: bool,
+) -> dict[str, Any]:
+    def merged(key: str) -> list[float]:
+        return [value for result in results for value in result[key]]
+
+    uploaded_at = merged("uploaded_at")
+    last = max(uploaded_at) if uploaded_at else None
+    makespan = (last - go) if last is not None else None
+    beats = [t for t in merged("heartbeat_at") if last is not None and go <= t <= last]
+    claims = merged("claim_ms")
+    errors: dict[str, int] = {}
+    for result in results:
+        for what, count in result["errors"].items():
+            errors[what] = errors.get(what, 0) + count
+    return {
+        "nodes": nodes,
+        "frames": frames,
+        "frames_uploaded": len(uploaded_at),
+        "timed_out": timed_out,
+        "makespan_s": rounded(makespan),
+        "ideal_s": rounded(ideal_s),
+        "total_render_s": rounded(total_render_s),
+        "makespan_over_ideal": rounded(ratio(makespan, ideal_s)),
+        "claim_p50_ms": rounded(percentile(claims, 0.50), 1),
+        "claim_p99_ms": rounded(percentile(claims, 0.99), 1),
+        "empty_claims": len(merged("empty_claim_ms")),
+        "heartbeat_p99_ms": rounded(percentile(merged("heartbeat_ms"), 0.99), 1),
+        "upload_p99_ms": rounded(percentile(merged("upload_ms"), 0.99), 1),
+        "heartbeats_per_s": rounded(ratio(len(beats), makespan), 1),
+        "requests_per_s": rounded(
+            ratio(len(claims) + len(merged("empty_claim_ms")) + len(beats) + len(uploaded_at), makespan), 1
+        ),
+        "backend_rss_mb": rounded(max(sampler.peak_bytes, idle_rss) / 2**20, 1),
+        "backend_idle_rss_mb": rounded(idle_rss / 2**20, 1),
+        "errors": errors,
+    }
+
+
+def run(options: SchedulerOptions) -> Section:
+    section = Section()
+    keys = ["makespan_over_ideal", "claim_p50_ms", "claim_p99_ms", "heartbeats_per_s", "backend_rss_mb"]
+    problem = postgres_problem()
+    if problem:
+        section.unmeasured([*keys, "scale_curve"], problem)
+        return section
+    curve = []
+    for nodes in options.node_counts:
+        point = run_point(nodes, options)
+        curve.append(point)
+        print(f"  scheduler, {nodes} nodes: {json.dumps(point)}", flush=True)
+    largest = curve[-1]
+    for key in keys:
+        section.figures[key] = largest[key]
+    section.figures["scheduler_nodes"] = largest["nodes"]
+    section.figures["scheduler_frames"] = largest["frames"]
+    section.figures["scheduler_time_scale"] = options.time_scale
+    section.figures["scale_curve"] = curve
+    section.notes.append(
+        f"scheduler: render = uniform(2, 20) s x {options.time_scale}; heartbeat every "
+        f"{REAL_HEARTBEAT_INTERVAL_S * options.time_scale:g} s, idle poll "
+        f"{REAL_IDLE_POLL_S * options.time_scale:g} s; {options.frames_per_node} frames per node; "
+        f"gunicorn {options.backend_workers} workers x {options.backend_threads} threads; "
+        "job made claimable in the database (no chain); done = upload accepted"
+    )
+    for point in curve:
+        if point["timed_out"] or point["errors"]:
+            section.notes.append(
+                f"scheduler at {point['nodes']} nodes: "
+                f"timed out={point['timed_out']}, errors={point['errors']}"
+            )
+        at = f"scheduler {point['nodes']} nodes"
+        claims = f"{point['claim_p50_ms']} / {point['claim_p99_ms']} ms"
+        rates = f"{point['heartbeats_per_s']} / {point['requests_per_s']}"
+        section.rows += [
+            (
+                f"{at}, {point['frames']} frames: makespan / ideal",
+                f"{point['makespan_over_ideal']}",
+                "<= 1.05",
+            ),
+            (f"{at}: claim p50 / p99", claims, "p99 < 100 ms"),
+            (f"{at}: heartbeats/s / all requests/s", rates, ""),
+            (f"{at}: backend RSS peak", f"{point['backend_rss_mb']} MB", ""),
+        ]
+    return section

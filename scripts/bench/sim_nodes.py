@@ -1,0 +1,271 @@
+"""Simulated render nodes: many real HTTP clients in one asyncio process.
+
+Each simulated node does what ``node_runner`` does over HTTP: it registers, waits
+for the start signal, then claims a frame, heartbeats at once (as the real node
+does when a frame starts), "renders" by sleeping for the frame's drawn render
+time while heartbeating every interval, uploads a tiny valid PNG under its lease,
+heartbeats again (idle) and claims the next frame; with no work it polls again
+after the idle interval. Render times are drawn from the frame number alone
+(``render_time_s``), so the controller knows the ideal schedule.
+
+Run by ``scripts.bench.scheduler`` as ``python -m scripts.bench.sim_nodes ...``:
+it prints ``registered`` once every node is registered, starts on a ``go`` line
+on stdin, stops on a ``stop`` line (or end of input), and writes its
+measurements as JSON to ``--result``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import struct
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from scripts.bench.auth import bench_wallet, lease_headers, login_async, node_headers
+from shared import protocol
+
+RENDER_S_MIN, RENDER_S_MAX = 2.0, 20.0
+REQUEST_TIMEOUT_S = 120.0
+REGISTER_CONCURRENCY = 32
+
+
+def render_time_s(frame_number: int, time_scale: float, seed: int = 0) -> float:
+    """The frame's simulated render time: uniform in [2 s, 20 s], times ``time_scale``."""
+    return random.Random(seed * 1_000_003 + frame_number).uniform(RENDER_S_MIN, RENDER_S_MAX) * time_scale
+
+
+def tiny_png(value: int, size: int = 8) -> bytes:
+    """A valid, unique ``size``x``size`` RGB PNG (made without Pillow: cheap per frame)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    seed = value.to_bytes(4, "big")
+    row = b"\x00" + bytes((seed[i % 4] + i) % 256 for i in range(size * 3))
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * size))
+        + chunk(b"IEND", b"")
+    )
+
+
+@dataclass
+class Measurements:
+    claim_ms: list[float] = field(default_factory=list)  # claims that got a frame
+    empty_claim_ms: list[float] = field(default_factory=list)  # 204: nothing to do
+    heartbeat_ms: list[float] = field(default_factory=list)
+    heartbeat_at: list[float] = field(default_factory=list)  # monotonic time of each answer
+    upload_ms: list[float] = field(default_factory=list)
+    uploaded_at: list[float] = field(default_factory=list)
+    render_s: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+@dataclass
+class SimConfig:
+    url: str
+    nodes: int
+    name_prefix: str
+    time_scale: float
+    heartbeat_interval_s: float
+    idle_poll_s: float
+    seed: int
+
+
+class SimNode:
+    def __init__(self, config: SimConfig, index: int, http: aiohttp.ClientSession, out: Measurements) -> None:
+        self.config = config
+        self.index = index
+        self.http = http
+        self.out = out
+        self.node_id = ""
+        self.token: str | None = None
+        self.active: dict[str, Any] | None = None
+        self.stop = asyncio.Event()
+
+    async def register(self) -> None:
+        wallet = bench_wallet(f"{self.config.name_prefix}-node-{self.index}")
+        self.token = await login_async(self.http, wallet)
+        body = {
+            "name": f"{self.config.name_prefix}-{self.index}",
+            "cpu_cores": 8,
+            "memory_bytes": 32 * 1024**3,
+            "blender_version": "4.5.15 LTS",
+            "gpus": [],
+            "payout_address": wallet.address,
+        }
+        async with self.http.post(
+            protocol.nodes_path(), json=body, headers=node_headers(self.token)
+        ) as response:
+            if response.status != 201:
+                raise RuntimeError(f"register: HTTP {response.status}: {(await response.text())[:300]}")
+            self.node_id = (await response.json())["id"]
+
+    async def heartbeat(self) -> None:
+        active = self.active
+        slots = []
+        if active is not None:
+            slots = [
+                {
+                    "attempt_id": active["attempt_id"],
+                    "lease_token": active["lease_token"],
+                    "progress": 0.5,
+                    "detail": "Sample 8/16",
+                }
+            ]
+        started = time.monotonic()
+        try:
+            async with self.http.post(
+                protocol.node_heartbeat_path(self.node_id),
+                json={"slots": slots},
+                headers=node_headers(self.token),
+            ) as response:
+                await response.read()
+                if response.status != 200:
+                    self.out.error(f"heartbeat HTTP {response.status}")
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            self.out.error("heartbeat connection")
+            return
+        done = time.monotonic()
+        self.out.heartbeat_ms.append((done - started) * 1000)
+        self.out.heartbeat_at.append(done)
+
+    async def heartbeat_loop(self) -> None:
+        await asyncio.sleep(random.uniform(0, self.config.heartbeat_interval_s))  # spread the beats
+        while not self.stop.is_set():
+            await self.heartbeat()
+            try:
+                await asyncio.wait_for(self.stop.wait(), self.config.heartbeat_interval_s)
+            except TimeoutError:
+                pass
+
+    async def claim(self) -> dict[str, Any] | None:
+        started = time.monotonic()
+        async with self.http.post(
+            protocol.node_claim_path(self.node_id), headers=node_headers(self.token)
+        ) as response:
+            body = await response.read()
+            elapsed_ms = (time.monotonic() - started) * 1000
+            if response.status == 204:
+                self.out.empty_claim_ms.append(elapsed_ms)
+                return None
+            if response.status != 200:
+                self.out.error(f"claim HTTP {response.status}")
+                return None
+            self.out.claim_ms.append(elapsed_ms)
+            return json.loads(body)
+
+    async def upload(self, assignment: dict[str, Any]) -> None:
+        started = time.monotonic()
+        path = protocol.attempt_output_path(assignment["attempt_id"])
+        headers = lease_headers(self.token, assignment["lease_token"])
+        data = tiny_png(assignment["attempt_id"])
+        async with self.http.put(path, data=data, headers=headers) as response:
+            await response.read()
+            if response.status != 202:
+                self.out.error(f"upload HTTP {response.status}")
+                return
+        done = time.monotonic()
+        self.out.upload_ms.append((done - started) * 1000)
+        self.out.uploaded_at.append(done)
+
+    async def work(self) -> None:
+        while not self.stop.is_set():
+            try:
+                assignment = await self.claim()
+            except (aiohttp.ClientError, TimeoutError):
+                self.out.error("claim connection")
+                assignment = None
+            if assignment is None:
+                try:
+                    await asyncio.wait_for(self.stop.wait(), self.config.idle_poll_s)
+                except TimeoutError:
+                    pass
+                continue
+            self.active = assignment
+            await self.heartbeat()
+            render_s = render_time_s(assignment["frame_number"], self.config.time_scale, self.config.seed)
+            self.out.render_s.append(render_s)
+            await asyncio.sleep(render_s)
+            try:
+                await self.upload(assignment)
+            except (aiohttp.ClientError, TimeoutError):
+                self.out.error("upload connection")
+            self.active = None
+            await self.heartbeat()
+
+
+async def _read_line() -> str:
+    return (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip()
+
+
+async def simulate(config: SimConfig, connections: int) -> Measurements:
+    out = Measurements()
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(config.url, connector=connector, timeout=timeout) as http:
+        nodes = [SimNode(config, index, http, out) for index in range(config.nodes)]
+        gate = asyncio.Semaphore(REGISTER_CONCURRENCY)
+
+        async def register(node: SimNode) -> None:
+            async with gate:
+                await node.register()
+
+        await asyncio.gather(*(register(node) for node in nodes))
+        print("registered", flush=True)
+        if await _read_line() != "go":
+            return out
+        tasks = [asyncio.create_task(node.work()) for node in nodes]
+        tasks += [asyncio.create_task(node.heartbeat_loop()) for node in nodes]
+        await _read_line()  # "stop", or end of input
+        for node in nodes:
+            node.stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--nodes", type=int, required=True)
+    parser.add_argument("--name-prefix", default="sim")
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--heartbeat-interval-s", type=float, default=15.0)
+    parser.add_argument("--idle-poll-s", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--result", required=True)
+    args = parser.parse_args(argv)
+    config = SimConfig(
+        url=args.url,
+        nodes=args.nodes,
+        name_prefix=args.name_prefix,
+        time_scale=args.time_scale,
+        heartbeat_interval_s=args.heartbeat_interval_s,
+        idle_poll_s=args.idle_poll_s,
+        seed=args.seed,
+    )
+    out = asyncio.run(simulate(config, args.connections))
+    with open(args.result, "w", encoding="utf-8") as handle:
+        json.dump(out.__dict__, handle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

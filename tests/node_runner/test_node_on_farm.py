@@ -1,0 +1,217 @@
+"""The node provider's side against a live farm (HTTP backend, RQ workers, real
+Blender children in the bubblewrap sandbox): two CPU slots render two frames at
+once through the same path GPU slots take; the owner pauses, resumes and stops
+after the frame from another terminal; a blocked job is handed straight back; a
+Blender that crashes mid-frame is classified and reported with its log tail; and
+``ronrender-node status`` shows it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from node_runner import cli
+from node_runner.backend_client import BackendClient
+from node_runner.config import NodeConfig
+from node_runner.render import BlenderSession
+from node_runner.service import NodeService
+from node_runner.terms import Control, Waiting, read_control
+from tests.conftest import make_scene
+from tests.system.test_node_runner import frames, job_state, submit, wait_for
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture(scope="module")
+def slow_scene(tmp_path_factory) -> Path:
+    """Frames that take a few seconds each on one thread, so work can be caught mid-frame."""
+    folder = tmp_path_factory.mktemp("slow")
+    return make_scene(
+        folder / "slow.blend", "--frames", "6", "--width", "160", "--height", "90", "--samples", "300"
+    )
+
+
+def configured_node(farm, tmp_path: Path, **settings) -> NodeConfig:
+    """A node set up as an owner would: `init` writes the config (and a wallet), `run` loads it."""
+    path = tmp_path / "node.toml"
+    result = CliRunner().invoke(
+        cli.main,
+        ["init", "--config", str(path), "--backend", farm.url, "--name", "test-node",
+         "--work-dir", str(tmp_path / "node"), "--wallet-keystore", str(tmp_path / "wallet" / "keystore.json"),
+         "--wallet-password-file", str(tmp_path / "wallet" / "password"), "--new-wallet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = cli.load(path, threads=1)
+    return config.with_overrides(heartbeat_interval_s=1.0, idle_poll_interval_s=0.2, **settings)
+
+
+def start(config: NodeConfig) -> tuple[NodeService, threading.Thread]:
+    service = NodeService(config)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    return service, thread
+
+
+def finish(service: NodeService, thread: threading.Thread) -> None:
+    service.request_stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def render_intervals(monkeypatch):
+    """(slot thread, frame, start, end) of every render, read from the real BlenderSession."""
+    intervals: list[tuple[str, int, float, float]] = []
+    original = BlenderSession.render
+
+    def recording(self, assignment, *args, **kwargs):
+        started = time.monotonic()
+        try:
+            return original(self, assignment, *args, **kwargs)
+        finally:
+            intervals.append(
+                (threading.current_thread().name, assignment.frame_number, started, time.monotonic())
+            )
+
+    monkeypatch.setattr(BlenderSession, "render", recording)
+    return intervals
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_two_cpu_slots_render_two_frames_at_once(start_farm, scene_files, tmp_path, render_intervals):
+    farm = start_farm(nodes=0)
+    job_id = submit(farm, scene_files["tiny"])
+    config = configured_node(farm, tmp_path, cpu_slots=2)
+    service, thread = start(config)
+    try:
+        wait_for(lambda: job_state(farm, job_id)["state"] == "COMPLETED", what="the job to complete")
+        status = CliRunner().invoke(cli.main, ["status", "--config", str(config.config_path)])
+    finally:
+        finish(service, thread)
+
+    assert [slot.spec.name for slot in service.slots] == ["cpu0", "cpu1"]
+    assert all(slot.frames_done >= 1 for slot in service.slots)  # both slots rendered
+    assert service.frames_done == 4 and service.scenes.downloads == 1
+    by_slot = {name for name, *_ in render_intervals}
+    assert by_slot == {"slot-cpu0", "slot-cpu1"}
+    overlapping = [
+        (a, b)
+        for a in render_intervals
+        for b in render_intervals
+        if a[0] < b[0] and a[2] < b[3] and b[2] < a[3]  # different slots, intervals intersect
+    ]
+    assert overlapping, render_intervals
+
+    node = BackendClient(farm.url, threading.Event(), wallet=config.wallet).get_node(service.node_id)
+    assert node["sandboxed"] is True and node["benchmark_ms"] >= 1  # the first-start benchmark
+    assert [slot["name"] for slot in node["slots"]] == ["cpu0", "cpu1"]
+    assert (config.work_dir / "benchmark.json").exists()  # later starts reuse it
+    assert status.exit_code == 0, status.output
+    assert "cpu0" in status.output and "cpu1" in status.output and "reputation" in status.output
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_pause_resume_and_stop_after_frame_mid_job(start_farm, slow_scene, tmp_path):
+    farm = start_farm(nodes=0)
+    job_id = submit(farm, slow_scene)
+    config = configured_node(farm, tmp_path, run_benchmark=False)
+    service, thread = start(config)
+    owner = CliRunner()
+    work_dir = ["--work-dir", str(config.work_dir)]
+    try:
+        wait_for(lambda: service.slots and service.slots[0].active, what="a frame to start")
+        slot = service.slots[0]
+        paused_frame = slot.active.assignment.frame_number
+        assert owner.invoke(cli.main, ["pause", *work_dir]).exit_code == 0
+        wait_for(lambda: slot.waiting == Waiting.PAUSED.value, what="the slot to pause")
+        # The frame in flight was finished and uploaded, not dropped; nothing new was taken.
+        assert slot.frames_done == 1
+        states = {f["number"]: f["state"] for f in frames(farm, job_id)}
+        assert states[paused_frame] != "PENDING" and "RENDERING" not in states.values()
+        assert "paused by the owner" in owner.invoke(cli.main, ["status", *work_dir]).output
+
+        assert owner.invoke(cli.main, ["resume", *work_dir]).exit_code == 0
+        wait_for(lambda: slot.active, what="the slot to take a frame again")
+        stopped_frame = slot.active.assignment.frame_number
+        assert owner.invoke(cli.main, ["stop", "--after-frame", *work_dir]).exit_code == 0
+        thread.join(timeout=120)
+        assert not thread.is_alive()  # the node left by itself after its frame
+    finally:
+        finish(service, thread)
+    assert slot.frames_done == 2
+    states = {f["number"]: f["state"] for f in frames(farm, job_id)}
+    assert states[stopped_frame] != "PENDING"  # finished and uploaded, not handed back
+    assert sum(state == "PENDING" for state in states.values()) == 4
+    assert read_control(config.work_dir) == Control.RUN  # the next start runs normally
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_blocked_job_is_handed_straight_back(start_farm, scene_files, tmp_path):
+    farm = start_farm(nodes=0)
+    job_id = submit(farm, scene_files["tiny"], frame_start=1, frame_end=1)
+    config = configured_node(farm, tmp_path, run_benchmark=False, blocked_jobs=(job_id,))
+    service, thread = start(config)
+    try:
+        wait_for(lambda: service.slots and service.slots[0].counters.blocked >= 1, what="the blocked claim")
+    finally:
+        finish(service, thread)
+    assert service.frames_done == 0 and service.scenes.downloads == 0
+    frame = frames(farm, job_id)[0]
+    assert (frame["state"], frame["failures"]) == ("PENDING", 0)
+
+
+def blender_pids(root_pid: int) -> list[int]:
+    """The render server among the descendants of the sandbox the slot started."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            if b"render_server.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+        todo.extend(children.get(pid, []))
+    return found
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_blender_crash_is_classified_and_reported_with_its_log(start_farm, slow_scene, tmp_path):
+    farm = start_farm(nodes=0)
+    job_id = submit(farm, slow_scene, frame_start=1, frame_end=1)
+    config = configured_node(farm, tmp_path, run_benchmark=False)
+    service, thread = start(config)
+    try:
+        wait_for(lambda: service.slots and service.slots[0].active, what="the render to start")
+        slot = service.slots[0]
+        wait_for(lambda: slot.active and slot.active.progress > 0, what="samples to render")
+        session = slot.blender._process
+        pids = wait_for(lambda: blender_pids(session.pid), what="the Blender child")
+        os.kill(pids[0], signal.SIGSEGV)  # Blender crashes mid-frame
+        wait_for(lambda: frames(farm, job_id)[0]["failures"] == 1, what="the failure report")
+    finally:
+        finish(service, thread)
+    frame = frames(farm, job_id)[0]
+    assert frame["last_rejection"].startswith("CRASH: Blender crashed")
+    with sqlite3.connect(farm.data_dir / "ronrender.db") as db:
+        reason, log_tail = db.execute(
+            "SELECT reason, log_tail FROM attempts WHERE reason IS NOT NULL"
+        ).fetchone()
+    assert reason.startswith("CRASH: ")
+    assert "Sample" in log_tail  # Blender's own lines up to the crash
+    kept = list((config.work_dir / "logs").glob("*.log"))
+    assert len(kept) == 1 and "Sample" in kept[0].read_text()
