@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup services browser demo up test lint format clean addon chaos contracts
+.PHONY: setup services sandbox packages demo up test lint format clean addon chaos contracts fuzz
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -27,10 +27,10 @@ contracts: $(NODE_STAMP)
 services:
 	bash scripts/ensure_services.sh
 
-demo: setup services
+demo: setup services sandbox
 	$(BIN)/python scripts/demo.py
 
-up: setup services
+up: setup services sandbox
 	$(BIN)/python scripts/local_farm.py
 
 lint: setup
@@ -41,18 +41,31 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Debian's chromium for the dashboard's browser tests (Playwright drives it; no browser download).
-browser:
-	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+# Debian packages, installed when missing: bubblewrap, the sandbox nodes render untrusted
+# scenes in, and chromium for the dashboard's browser tests (Playwright drives it).
+define apt_install_missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+endef
 
-test: setup services browser lint
+sandbox:
+	$(call apt_install_missing,bubblewrap)
+
+packages:
+	$(call apt_install_missing,bubblewrap chromium)
+
+test: setup services packages lint
 	$(BIN)/python -m pytest
 
-chaos: setup services
+# Schemathesis against /openapi.json with many generated requests per operation and role.
+fuzz: setup services
+	$(BIN)/python scripts/fuzz_api.py --examples 200 --output fuzz-output/report.json
+
+chaos: setup services sandbox
 	$(BIN)/python scripts/chaos.py --frames 24 --nodes 4
 
 addon: setup
 	$(BIN)/python scripts/build_addon.py
 
 clean:
-	rm -rf .ronrender demo-output bench-output chaos-output .pytest_cache
+	rm -rf .ronrender demo-output bench-output chaos-output fuzz-output .pytest_cache

@@ -137,6 +137,18 @@ class EscrowChain:
 
     # Reads
 
+    def live_chain_id(self) -> int:
+        """The chain id the RPC reports now (``chain_id`` is read once and cached)."""
+        return self._rpc(lambda: self.w3.eth.chain_id)
+
+    def latest_block(self) -> dict[str, int]:
+        block = self._rpc(lambda: self.w3.eth.get_block("latest"))
+        return {"number": block["number"], "timestamp": block["timestamp"]}
+
+    def balance_of(self, address: str) -> int:
+        """Native RON of any address, in wei."""
+        return self._rpc(lambda: self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+
     def fee_bps(self) -> int:
         return self._rpc(lambda: self.contract.functions.feeBps().call())
 

@@ -180,8 +180,8 @@ def chain_metrics() -> list[Metric]:
     ):
         return []
     chain = escrow_chain()
-    contract = chain.w3.eth.get_balance(chain.contract.address)
-    operator = chain.w3.eth.get_balance(chain.operator.address)
+    contract = chain.balance_of(chain.contract.address)
+    operator = chain.balance_of(chain.operator.address)
     return [
         GaugeMetricFamily("ronrender_escrow_contract_balance_wei", "RON held by the escrow", value=contract),
         GaugeMetricFamily("ronrender_operator_balance_wei", "RON of the operator, for gas", value=operator),

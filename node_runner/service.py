@@ -18,6 +18,7 @@ from node_runner.benchmark import BenchmarkFailed, benchmark_ms
 from node_runner.config import NodeConfig
 from node_runner.hardware import Machine, detect_machine
 from node_runner.heartbeat import ActiveFrame, Heartbeat
+from node_runner.progress import DownloadProgress
 from node_runner.render import BlenderSession
 from node_runner.sandbox import ResourceLimits, Sandbox, refuse_or_warn
 from node_runner.scene_cache import SceneCache
@@ -41,7 +42,9 @@ class NodeService:
         self.client = BackendClient(
             config.backend_url, self.stop, config.retry_window_s, wallet=config.wallet
         )
-        self.scenes = SceneCache(config.work_dir / "scenes", self.client, config.cache_limit_bytes)
+        self.scenes = SceneCache(
+            config.work_dir / "scenes", self.client, config.cache_limit_bytes, on_bytes=DownloadProgress()
+        )
         self.terms = terms or OwnerTerms(
             config.work_dir,
             schedule=Schedule.parse(config.schedule),
@@ -112,7 +115,8 @@ class NodeService:
         try:
             while any(slot.is_alive() for slot in self.slots):
                 self._write_status(running=True)
-                self.stop.wait(defaults.STATUS_WRITE_INTERVAL_S)
+                if self.stop.wait(defaults.STATUS_WRITE_INTERVAL_S):
+                    self.request_stop()  # a slot that failed stops the others' renders too
                 for slot in self.slots:
                     slot.join(timeout=0.05)
         finally:

@@ -136,11 +136,10 @@ def check_chain() -> dict[str, Any]:
 
     expected = current_app.config.get("RONRENDER_CHAIN_ID")
     chain = escrow_chain()  # raises when no chain or no operator key is configured
-    w3 = chain.w3
-    chain_id = w3.eth.chain_id  # read anew: the cached id would hide an RPC moved to another chain
+    chain_id = chain.live_chain_id()  # read anew: the cached id would hide an RPC moved to another chain
     if expected is not None and chain_id != expected:
         raise RuntimeError(f"the RPC serves chain {chain_id}, not the configured {expected}")
-    block = w3.eth.get_block("latest")
+    block = chain.latest_block()
     return {
         "chain_id": chain_id,
         "expected_chain_id": expected,
@@ -148,7 +147,7 @@ def check_chain() -> dict[str, Any]:
         "latest_block_age_s": max(0.0, datetime.now(UTC).timestamp() - block["timestamp"]),
         "escrow_address": chain.contract.address,
         "operator_address": chain.operator.address,
-        "operator_balance_wei": str(w3.eth.get_balance(chain.operator.address)),
+        "operator_balance_wei": str(chain.balance_of(chain.operator.address)),
         "latest_confirmed_payment": latest_confirmed_payment(),
     }
 

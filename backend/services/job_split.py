@@ -19,6 +19,7 @@ from backend.extensions import db
 from backend.models import Frame, Job, SceneFile
 from backend.services.estimate import estimate_job
 from backend.services.matchmaker import blender_version_number
+from shared.image_checks import DEFAULT_MAX_OUTPUT_PIXELS
 from shared.states import FrameState, JobState, OutputFormat, SceneState
 
 MAX_FRAMES_PER_JOB = 1_000_000
@@ -79,6 +80,13 @@ def create_job(request: JobRequest) -> Job:
         output_format = OutputFormat.PNG
     samples = request.samples if request.samples is not None else info["samples"]
     percentage = request.resolution_percentage or info["resolution_percentage"]
+    width = info["resolution_x"] * percentage // 100
+    height = info["resolution_y"] * percentage // 100
+    if width * height > DEFAULT_MAX_OUTPUT_PIXELS:
+        raise RonRenderError(
+            f"{width}x{height} is more pixels than a frame may have ({DEFAULT_MAX_OUTPUT_PIXELS})",
+            max_pixels=DEFAULT_MAX_OUTPUT_PIXELS,
+        )
     job = Job(
         owner_address=request.owner_address,
         scene_sha256=scene.sha256,

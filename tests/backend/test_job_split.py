@@ -92,3 +92,19 @@ def test_unknown_scene_and_job_are_404(client):
     response = client.get(f"{JOBS}/nope")
     assert response.status_code == 404
     assert response.json["message"] == "no job nope"
+
+
+def test_a_frame_larger_than_the_pixel_limit_is_refused(client, run_workers, scene_files):
+    from backend.models import SceneFile
+    from shared.image_checks import DEFAULT_MAX_OUTPUT_PIXELS
+
+    sha256 = ready_scene(client, run_workers, scene_files["tiny"])
+    scene = db.session.get(SceneFile, sha256)
+    side = int(DEFAULT_MAX_OUTPUT_PIXELS**0.5)
+    scene.analysis = {**scene.analysis, "resolution_x": side, "resolution_y": side}
+    db.session.commit()
+    assert client.post(JOBS, json={"scene_sha256": sha256, "resolution_percentage": 100}).status_code == 201
+    refused = client.post(JOBS, json={"scene_sha256": sha256, "resolution_percentage": 101})
+    assert refused.status_code == 400
+    assert "more pixels" in refused.json["message"]
+    assert db.session.query(Job).count() == 1  # the refused one left nothing behind

@@ -145,9 +145,11 @@ def test_ron_amounts_are_exact_in_the_browser(page):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_dashboard_on_a_live_farm(start_farm, open_page, tmp_path):
+def test_dashboard_on_a_live_farm(start_farm, open_page, tmp_path, monkeypatch):
     scene = make_scene(tmp_path / "dash.blend", "--frames", str(FRAMES), "--width", "64", "--height", "36",
                        "--samples", "4")  # fmt: skip
+    admin_wallet = Wallet(secrets.token_bytes(32))
+    monkeypatch.setenv("RONRENDER_ADMIN_ADDRESSES", admin_wallet.address)  # the farm passes it on
     farm = start_farm(nodes=2)
     wallet = Wallet.open(farm.artist_keystore, LOCAL_KEYSTORE_PASSWORD)
     shots = tmp_path / "screenshots"
@@ -178,6 +180,7 @@ def test_dashboard_on_a_live_farm(start_farm, open_page, tmp_path):
     check_node_pages(farm, artist, open_page(), job_id, frames, shots)
     admin = open_page()
     check_the_admin_page(farm, admin, job_id, node_id, shots)
+    check_an_admin_wallet_signs_in(farm, open_page(), admin_wallet)
     check_suspend_requeue_and_reinstate(farm, admin, artist, scene)
 
     # Every page at a phone's size without sideways scrolling (each with its identity).
@@ -294,6 +297,12 @@ def check_another_artist_sees_nothing_of_the_job(farm, other, job_id: str) -> No
     other.wait_for_selector("#notice.error")
     assert f"No job {job_id}" in other.inner_text("#notice")
     assert other.locator(".frame").count() == 0 and other.locator("#job-state").inner_text() == "…"
+    other.goto(f"{farm.url}/dashboard/admin")
+    other.wait_for_selector("#not-admin:not([hidden])")
+    assert other.locator("#admin-root").is_hidden()
+    other.click("#sign-out")
+    other.wait_for_selector("#sign-in:not([hidden])")
+    assert other.locator("#page-content").is_hidden()
 
 
 def check_api_tokens(farm, artist, elsewhere, job_id: str, address: str, shots: Path) -> None:
@@ -365,6 +374,13 @@ def check_the_admin_page(farm, admin, job_id: str, node_id: str, shots: Path) ->
     admin.goto(f"{farm.url}/dashboard/nodes/{node_id}")
     admin.wait_for_selector("#node-earned")
     assert admin.get_attribute("#node-earned", "data-wei") == str(mine * int(job["price_per_frame_wei"]))
+
+
+def check_an_admin_wallet_signs_in(farm, page, admin_wallet: Wallet) -> None:
+    give_wallet(page, admin_wallet)
+    sign_in_with_wallet(page, f"{farm.url}/dashboard/admin")
+    page.wait_for_selector("#nodes-body tr[data-node-id]")
+    assert page.locator("#not-admin").is_hidden()
 
 
 def check_suspend_requeue_and_reinstate(farm, admin, artist, scene: Path) -> None:

@@ -41,11 +41,12 @@ def slow_scene(tmp_path_factory) -> Path:
 def configured_node(farm, tmp_path: Path, **settings) -> NodeConfig:
     """A node set up as an owner would: `init` writes the config (and a wallet), `run` loads it."""
     path = tmp_path / "node.toml"
+    wallet = tmp_path / "wallet"
     result = CliRunner().invoke(
         cli.main,
         ["init", "--config", str(path), "--backend", farm.url, "--name", "test-node",
-         "--work-dir", str(tmp_path / "node"), "--wallet-keystore", str(tmp_path / "wallet" / "keystore.json"),
-         "--wallet-password-file", str(tmp_path / "wallet" / "password"), "--new-wallet"],
+         "--work-dir", str(tmp_path / "node"), "--wallet-keystore", str(wallet / "keystore.json"),
+         "--wallet-password-file", str(wallet / "password"), "--new-wallet"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     config = cli.load(path, threads=1)
@@ -206,7 +207,7 @@ def test_a_blender_crash_is_classified_and_reported_with_its_log(start_farm, slo
     finally:
         finish(service, thread)
     frame = frames(farm, job_id)[0]
-    assert frame["last_rejection"].startswith("CRASH: Blender crashed")
+    assert "CRASH: Blender crashed (SIGSEGV)" in frame["last_rejection"]
     with sqlite3.connect(farm.data_dir / "ronrender.db") as db:
         reason, log_tail = db.execute(
             "SELECT reason, log_tail FROM attempts WHERE reason IS NOT NULL"

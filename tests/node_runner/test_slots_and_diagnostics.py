@@ -4,13 +4,18 @@ classified from real Blender output, and the status table an owner reads."""
 from __future__ import annotations
 
 import signal
+import threading
 
 import pytest
 
 from node_runner.diagnostics import classify_failure, log_tail
 from node_runner.hardware import GpuDevice
+from node_runner.heartbeat import ActiveFrame, Heartbeat
+from node_runner.progress import DownloadProgress
 from node_runner.slots import NoSlots, plan_slots
 from node_runner.status import format_status
+from shared.protocol import FrameAssignment, RenderSettings
+from shared.render_progress import RenderProgress
 from shared.states import RenderFailureKind as Kind
 
 pytestmark = pytest.mark.unit
@@ -143,3 +148,35 @@ def test_status_table_shows_slots_today_and_reputation():
     assert "7 frames uploaded, 2 failed (OUT_OF_MEMORY: 2)" in table
     assert "reputation 0.93" in table and "frames verified 40, rejected 1" in table
     assert "unreachable (boom)" in format_status(status, None, "boom")
+
+
+class RecordingClient:
+    def __init__(self, abandon: list[int]) -> None:
+        self.abandon = abandon
+        self.sent: list[list[dict]] = []
+
+    def heartbeat(self, node_id, slots):
+        self.sent.append([slot.to_json() for slot in slots])
+        return self.abandon
+
+
+def test_one_heartbeat_carries_every_slot_and_cancels_only_the_withdrawn_frame():
+    frames = [ActiveFrame(assignment(attempt_id)) for attempt_id in (11, 12)]
+    frames[0].update(RenderProgress(frame=1, fraction=0.5, detail="Sample 8/16"))
+    client = RecordingClient(abandon=[12])
+    Heartbeat(client, "node", 15.0, threading.Event(), lambda: frames).beat()
+    assert [(s["attempt_id"], s["progress"]) for s in client.sent[0]] == [(11, 0.5), (12, 0.0)]
+    assert not frames[0].cancel.is_set() and frames[1].cancel.is_set()
+
+
+def test_download_progress_writes_plain_lines_in_a_log(caplog):
+    progress = DownloadProgress(terminal=False)
+    with caplog.at_level("INFO"):
+        for done in range(0, 1001, 100):
+            progress("ab" * 32, done, 1000)
+    assert [r.getMessage().split(": ")[1].split("%")[0] for r in caplog.records] == ["30", "50", "80", "100"]
+
+
+def assignment(attempt_id: int) -> FrameAssignment:
+    settings = RenderSettings("PNG", "CYCLES", 4, 100, 64, 36)
+    return FrameAssignment(attempt_id, "token", "job", 1, "a" * 64, 1, settings, 60)

@@ -321,7 +321,7 @@ const RR = (() => {
 
   /** "0x1234…abcd" for a wallet; the bootstrap admin token has no wallet behind it. */
   function accountName(current) {
-    return /^0x[0-9a-fA-F]{40}$/.test(current.address) ? shortHash(current.address) : `the ${current.address} token`;
+    return /^0x[0-9a-fA-F]{40}$/.test(current.address) ? shortHash(current.address) : `${current.address} (token)`;
   }
 
   function showAccount() {

@@ -17,6 +17,11 @@
     if (id) location.assign(`${base}nodes/${encodeURIComponent(id)}`);
   });
 
+  function slotsText(slots) {
+    if (!slots || !slots.length) return "one (the whole machine)";
+    return slots.map((slot) => [slot.name, slot.device_type].filter(Boolean).join(" ")).join(", ");
+  }
+
   function render(node) {
     document.getElementById("node-body").hidden = false;
     document.getElementById("node-name").textContent = node.name;
@@ -43,6 +48,8 @@
       ["Memory", RR.bytes(node.memory_bytes)],
       ["GPUs", gpus.length ? gpus.join(", ") : "none"],
       ["Blender", node.blender_version],
+      ["Slots", slotsText(node.slots)],
+      ["Sandboxed", node.sandboxed ? "yes: renders cannot reach the network or the node's files" : "no"],
       ["Payout address", el("code", { class: "wrap" }, node.payout_address || "–")],
       ["Node id", el("code", { class: "wrap" }, node.id)],
     ]);
@@ -63,16 +70,14 @@
   }
 
   async function renderEarnings(node) {
-    const earnings = document.getElementById("node-earnings");
     const note = document.getElementById("earnings-note");
     if (!RR.isAdmin()) {
-      RR.facts(earnings, [["Frames paid for", node.frames_verified]]);
-      note.textContent = "Each verified frame is paid its job's price, straight to the payout address below.";
+      note.textContent = `Each verified frame (${node.frames_verified} so far) is paid its job's price, straight to the payout address below.`;
       return;
     }
     const wei = await earnedWei();
-    RR.facts(earnings, [
-      ["Frames paid for", node.frames_verified],
+    RR.facts(document.getElementById("node-earnings"), [
+      ["Verified frames", node.frames_verified],
       ["Earned", formatRon(wei), { wei, id: "node-earned" }],
     ]);
     note.textContent = "Verified frames × each job's price per frame, released to the payout address.";
