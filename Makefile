@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup services sandbox packages demo up test lint format clean addon chaos contracts fuzz
+.PHONY: setup services sandbox packages demo up test lint format clean addon chaos contracts fuzz bench
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -60,6 +60,11 @@ test: setup services packages lint
 # Schemathesis against /openapi.json with many generated requests per operation and role.
 fuzz: setup services
 	$(BIN)/python scripts/fuzz_api.py --examples 200 --output fuzz-output/report.json
+
+# Benchmarks side by side: prints a table, writes bench-output/bench.json.
+# Sizes are options, e.g. make bench BENCH_ARGS="--nodes 100,1000 --frames-per-node 20".
+bench: setup services
+	$(BIN)/python -m scripts.bench.run $(BENCH_ARGS)
 
 chaos: setup services sandbox
 	$(BIN)/python scripts/chaos.py --frames 24 --nodes 4

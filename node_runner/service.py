@@ -98,6 +98,7 @@ class NodeService:
         extra: dict[str, Any] = {"sandboxed": self.sandbox is not None, "slots": [s.to_json() for s in specs]}
         if self.benchmark_ms is not None:
             extra["benchmark_ms"] = self.benchmark_ms
+        self._write_status(running=True)  # `status` can tell a node that waits for its backend
         payout_address = config.payout_address or (config.wallet.address if config.wallet else None)
         self.node_id = self.client.register(config.name, machine.hardware, payout_address, **extra)
         log.info(

@@ -24,6 +24,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from scripts.bench.common import OUTPUT_DIR, SCRIPTS_DIR, Section, child_env, free_port, ratio, rounded
 
@@ -65,21 +66,41 @@ def through_farm(scene: Path, data_dir: Path) -> tuple[float, float]:
     ) as farm:
         submitted_at = time.time()
         started = time.perf_counter()
-        done = subprocess.run(
-            [str(VENV_BIN / "ronrender"), "--url", farm.url, "submit", str(scene), "--yes", "--json"],
-            capture_output=True,
-            text=True,
-            env=farm.env,
-            timeout=SUBMIT_TIMEOUT_S,
-        )
-        returned_s = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"ronrender submit failed: {done.stderr.strip()[-500:]}")
-        job = json.loads(done.stdout)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            submit = subprocess.Popen(
+                [str(VENV_BIN / "ronrender"), "--url", farm.url, "submit", str(scene), "--yes", "--json"],
+                stdout=out,
+                stderr=err,
+                text=True,
+                env=farm.env,
+            )
+            _wait_watching(submit, farm)
+            returned_s = time.perf_counter() - started
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        if submit.returncode != 0:
+            raise RuntimeError(f"ronrender submit failed: {stderr.strip()[-500:]}")
+        job = json.loads(stdout)
         if job["frame_counts"].get("VERIFIED") != job["frames_total"] or not job.get("finished_at"):
             raise RuntimeError(f"the job did not verify every frame: {job['state']} {job['frame_counts']}")
         finished = datetime.fromisoformat(job["finished_at"]).timestamp()
     return finished - submitted_at, returned_s
+
+
+def _wait_watching(submit: subprocess.Popen[str], farm: Any) -> None:
+    """Wait for the CLI; fail at once if a process of the farm dies meanwhile."""
+    deadline = time.monotonic() + SUBMIT_TIMEOUT_S
+    while submit.poll() is None:
+        dead = [name for name, process in farm.processes.items() if process.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            submit.kill()
+            submit.wait()
+            if not dead:
+                raise RuntimeError(f"the job did not finish within {SUBMIT_TIMEOUT_S} s")
+            log = (farm.log_dir / f"{dead[0]}.log").read_text(errors="replace").strip()[-400:]
+            raise RuntimeError(f"{', '.join(dead)} of the farm exited: {log}")
+        time.sleep(0.2)
 
 
 def run(frames: int = 12) -> Section:
