@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup services sandbox packages demo up test lint format clean addon chaos contracts fuzz bench
+.PHONY: setup services sandbox packages demo up stack test lint format clean addon chaos contracts fuzz bench
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -32,6 +32,11 @@ demo: setup services sandbox
 
 up: setup services sandbox
 	$(BIN)/python scripts/local_farm.py
+
+# The production-like stack (Procfile under honcho) from an env file: make stack STACK_ENV=stack.env
+STACK_ENV ?= stack.env
+stack: setup services
+	$(BIN)/python scripts/stack.py --env $(STACK_ENV)
 
 lint: setup
 	$(BIN)/ruff check .

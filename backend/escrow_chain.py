@@ -227,6 +227,12 @@ class EscrowChain:
         except Web3RPCError as error:
             if "already known" in str(error) or "already imported" in str(error):
                 return
+            if "insufficient funds" in str(error).lower():
+                # The platform's problem, not the artist's: wait and retry once the operator is funded.
+                raise ChainUnavailable(
+                    f"the operator account {self.operator.address} has too little RON for gas; "
+                    "the transaction is retried once it is funded"
+                ) from error
             raise ChainRejected(f"the chain refused the transaction: {error}") from error
         except (OSError, ConnectionError) as error:
             raise ChainUnavailable(f"the chain at {self.config.rpc_url} is unreachable: {error}") from error

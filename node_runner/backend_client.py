@@ -79,6 +79,15 @@ class BackendClient:
     def get_node(self, node_id: str) -> dict[str, Any]:
         return self.api.json("GET", f"{protocol.nodes_path()}/{node_id}")
 
+    def get_earnings(self, node_id: str) -> dict[str, Any] | None:
+        """The node's RON paid and pending and today's verdicts, where the backend offers them."""
+        try:
+            return self.api.json("GET", f"{protocol.nodes_path()}/{node_id}/earnings")
+        except ApiError as error:
+            if error.status in (404, 405):
+                return None
+            raise
+
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._retrying(lambda: self.api.json("GET", protocol.job_path(job_id)))
 

@@ -24,6 +24,7 @@ from node_runner.service import NodeService
 from node_runner.status import format_status, read_status
 from node_runner.terms import Control, write_control
 from node_runner.wallet import KEYSTORE_ENV, PASSWORD_FILE_ENV, create_keystore
+from shared.api_client import is_transient
 from shared.protocol import BACKEND_URL_ENV
 
 PATH = click.Path(path_type=Path)
@@ -151,11 +152,19 @@ def run(config_path: Path | None, no_benchmark: bool, **flags: Any) -> None:
         level=logging.INFO, format=f"%(asctime)s node[{config.name}] %(levelname)s %(message)s"
     )
     service = NodeService(config)
+    asked_to_stop = threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        asked_to_stop.set()
+        service.request_stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: service.request_stop())
+        signal.signal(sig, on_signal)
     try:
         service.run()
     except Exception as error:
+        if asked_to_stop.is_set() and is_transient(error):
+            return  # stopped while the backend was out of reach: nothing was lost
         raise click.ClickException(str(error)) from error
 
 
@@ -208,6 +217,7 @@ def status(config_path: Path | None, work_dir: Path | None) -> None:
             wallet = load(config_path).wallet if config_path is not None else None
             client = BackendClient(current["backend_url"], threading.Event(), 0, wallet=wallet)
             node = client.get_node(current["node_id"])
+            node["earnings"] = client.get_earnings(current["node_id"])
         except Exception as failure:
             error = str(failure)
     else:

@@ -217,7 +217,11 @@ class BlenderSession:
         argv = [*line_buffered, self.blender_python, str(SERVER_SCRIPT), str(write_fd), str(settings_path)]
         if self.sandbox is not None:
             argv = self.sandbox.wrap(
-                argv, writable=self.work_dir, needed=[scene_path, SERVER_SCRIPT], python=self.blender_python
+                argv,
+                writable=self.work_dir,
+                needed=[scene_path, SERVER_SCRIPT],
+                python=self.blender_python,
+                gpu=self.device.backend != "CPU",
             )
         self._process = subprocess.Popen(
             self.limits.wrap(argv),

@@ -25,6 +25,9 @@ BWRAP_PACKAGE = "bubblewrap"  # the Debian package that provides bwrap
 PROBE_TIME_LIMIT_S = 20.0
 # Environment the child keeps; everything else (passwords in RONRENDER_* variables) stays out.
 KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES")
+# Device nodes a GPU slot's child needs inside the sandbox's minimal /dev: NVIDIA (CUDA,
+# OptiX), AMD (HIP: kfd and dri) and Intel (oneAPI: dri).
+GPU_DEVICE_GLOBS = ("nvidia*", "nvidia-caps", "dri", "kfd")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -91,7 +94,13 @@ class Sandbox:
         return sandbox
 
     def wrap(
-        self, argv: Sequence[str], *, writable: Path, needed: Iterable[Path] = (), python: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        writable: Path,
+        needed: Iterable[Path] = (),
+        python: str | None = None,
+        gpu: bool = False,
     ) -> list[str]:
         """``argv`` run in the sandbox, with ``writable`` its only writable directory and
         ``needed`` (the scene, say) visible read-only even where a hidden path covers it."""
@@ -102,6 +111,10 @@ class Sandbox:
         if python:
             keep.add(Path(shutil.which(python) or python).resolve().parent.parent)
         args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        if gpu:
+            for pattern in GPU_DEVICE_GLOBS:
+                for device in sorted(Path("/dev").glob(pattern)):
+                    args += ["--dev-bind", str(device), str(device)]
         for path in self.hidden:
             if path.is_dir():
                 args += ["--tmpfs", str(path)]

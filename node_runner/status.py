@@ -102,6 +102,9 @@ def format_status(
             lines.append(f"  suspended: {node['suspended_reason']}")
         earnings = node.get("earnings")
         if earnings:
+            rejected = earnings.get("rejected_today") or {}
+            why = ", ".join(f"{reason}: {n}" for reason, n in sorted(rejected.items())) or "none"
+            lines.append(f"verified today: {earnings.get('verified_today', '-')}; rejected today: {why}")
             lines.append(
                 f"earned: {_ron(earnings.get('paid_wei'))} RON confirmed on chain, "
                 f"{_ron(earnings.get('pending_wei'))} RON pending"

@@ -6,10 +6,21 @@ from typing import Any
 
 from apiflask import APIBlueprint
 from flask import current_app
+from sqlalchemy import func, select
 
 from backend.api.access import bearer, caller, require_owner, require_same_address
-from backend.api.schemas import AssignmentOut, HeartbeatIn, HeartbeatOut, NodeOut, NodeRegisterIn
-from backend.services import heartbeats, matchmaker
+from backend.api.schemas import (
+    AssignmentOut,
+    EarningsOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    NodeOut,
+    NodeRegisterIn,
+    NodesOut,
+)
+from backend.extensions import db
+from backend.models import Node
+from backend.services import earnings, heartbeats, matchmaker
 from shared.protocol import API_PREFIX
 
 blueprint = APIBlueprint("nodes", __name__, url_prefix=f"{API_PREFIX}/nodes", tag="Nodes")
@@ -30,6 +41,24 @@ def register_node(json_data: dict[str, Any]) -> Any:
 def _my_node(node_id: str) -> None:
     """404 for a node the caller's wallet did not register (admins may read any)."""
     require_owner(matchmaker.get_node(node_id).owner_address, f"node {node_id}")
+
+
+@blueprint.get("")
+@blueprint.auth_required(bearer)
+@blueprint.output(NodesOut)
+@blueprint.doc(summary="My nodes: those the signed-in wallet registered")
+def my_nodes() -> Any:
+    owner = func.lower(Node.owner_address) == caller().address.lower()
+    return {"nodes": db.session.scalars(select(Node).where(owner).order_by(Node.registered_at)).all()}
+
+
+@blueprint.get("/<node_id>/earnings")
+@blueprint.auth_required(bearer)
+@blueprint.output(EarningsOut)
+@blueprint.doc(summary="RON a node earned: released (confirmed on chain), pending, per day")
+def node_earnings(node_id: str) -> Any:
+    _my_node(node_id)
+    return earnings.node_earnings(node_id)
 
 
 @blueprint.get("/<node_id>")

@@ -289,5 +289,19 @@ class WhoAmIOut(Schema):
     token_kind = String()
 
 
+class EarningsDayOut(Schema):
+    date = String()
+    wei = String()
+    frames = Integer()
+
+
+class EarningsOut(Schema):
+    released_wei = String(metadata={"description": "Paid out, confirmed on chain"})
+    pending_wei = String(metadata={"description": "Verified, release not yet confirmed"})
+    frames_paid = Integer()
+    frames_pending = Integer()
+    by_day = List(Nested(EarningsDayOut))
+
+
 class SuspendIn(Schema):
     reason = String(required=True, validate=Length(min=1, max=500))

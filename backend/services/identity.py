@@ -20,7 +20,7 @@ from eth_utils import is_address, to_checksum_address
 from flask import current_app, request
 from sqlalchemy import select
 
-from backend.errors import LoginRefused, NotFound
+from backend.errors import Forbidden, LoginRefused, NotFound
 from backend.extensions import db
 from backend.models import ApiToken, utc_now
 from backend.queues import redis_connection
@@ -83,6 +83,8 @@ def sign_in(message: str, signature: str) -> tuple[str, ApiToken]:
 
 
 def create_api_token(identity: Identity, name: str, expires_in_days: int | None) -> tuple[str, ApiToken]:
+    if identity.token_kind == "ADMIN":
+        raise Forbidden("the bootstrap admin token has no wallet: sign in with a wallet to create tokens")
     expires = utc_now() + timedelta(days=expires_in_days) if expires_in_days else None
     return _issue(identity.address, TokenKind.API, name, expires)
 

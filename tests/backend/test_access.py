@@ -245,3 +245,30 @@ def test_rate_limits_apply_per_identity(app, escrow):
         # Another identity has its own budget (its sign-in counts against the client address).
         other = client_with_token(limited, session_token(limited.test_client(), OTHER_ARTIST_KEY))
         assert other.get(JOBS).status_code == 200
+
+
+def test_a_node_wallet_sees_its_nodes_and_their_earnings(
+    app, client, run_workers, scene_files, tmp_path, escrow
+):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
+    owner, _ = wallet_client(app, "earner")
+    other, _ = wallet_client(app, "someone-else")
+    node = register(owner, name="earner-1")
+    for number in (1, 2):
+        assignment = claim(owner, node)
+        put_output(owner, assignment, noise_png(tmp_path / f"{number}.png", 64, 36, seed=number))
+    run_workers()
+    assert [n["id"] for n in owner.get(NODES).json["nodes"]] == [node]
+    assert other.get(NODES).json["nodes"] == []
+    earned = owner.get(f"{NODES}/{node}/earnings").json
+    price = int(job["price_per_frame_wei"])
+    assert (earned["released_wei"], earned["pending_wei"], earned["frames_paid"]) == (str(2 * price), "0", 2)
+    assert [day["wei"] for day in earned["by_day"]] == [str(2 * price)]
+    assert_refused(other.get(f"{NODES}/{node}/earnings"), 404)
+
+
+def test_the_bootstrap_admin_token_cannot_mint_api_tokens(app):
+    app.config["RONRENDER_ADMIN_TOKEN"] = "bootstrap-secret"
+    admin = client_with_token(app, "bootstrap-secret")
+    assert admin.get("/api/v1/admin/nodes").status_code == 200
+    assert_refused(admin.post("/api/v1/auth/tokens", json={"name": "x"}), 403)

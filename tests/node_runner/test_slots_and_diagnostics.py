@@ -12,6 +12,7 @@ from node_runner.diagnostics import classify_failure, log_tail
 from node_runner.hardware import GpuDevice
 from node_runner.heartbeat import ActiveFrame, Heartbeat
 from node_runner.progress import DownloadProgress
+from node_runner.sandbox import ResourceLimits, Sandbox
 from node_runner.slots import NoSlots, plan_slots
 from node_runner.status import format_status
 from shared.protocol import FrameAssignment, RenderSettings
@@ -180,3 +181,37 @@ def test_download_progress_writes_plain_lines_in_a_log(caplog):
 def assignment(attempt_id: int) -> FrameAssignment:
     settings = RenderSettings("PNG", "CYCLES", 4, 100, 64, 36)
     return FrameAssignment(attempt_id, "token", "job", 1, "a" * 64, 1, settings, 60)
+
+
+def test_the_sandbox_command_hides_the_node_and_limits_the_child(tmp_path):
+    work, keys = tmp_path / "node", tmp_path / "keys"
+    job = work / "slots" / "cpu0"
+    scene = work / "scenes" / "abc.blend"
+    for folder in (job, keys, scene.parent):
+        folder.mkdir(parents=True)
+    scene.write_bytes(b"BLENDER")
+    argv = Sandbox("/usr/bin/bwrap", (work, keys)).wrap(
+        ["python", "render_server.py"], writable=job, needed=[scene]
+    )
+    joined = " ".join(argv)
+    assert f"--tmpfs {work} " in joined and f"--tmpfs {keys} " in joined  # hidden first...
+    assert f"--ro-bind {scene} {scene}" in joined  # ...then what the child needs, read-only
+    assert f"--bind {job} {job}" in joined and joined.index(f"--tmpfs {work}") < joined.index(f"--bind {job}")
+    assert {"--unshare-all", "--die-with-parent", "--new-session"} <= set(argv)
+    assert argv[-3:] == ["--", "python", "render_server.py"]
+    limited = ResourceLimits(memory_bytes=2 * GIB, output_bytes=GIB).wrap(argv)
+    assert limited[1:4] == [f"--as={2 * GIB}", f"--fsize={GIB}", "--"] and limited[4:] == argv
+    assert ResourceLimits().wrap(argv) == argv
+
+
+def test_status_table_shows_earnings_when_the_backend_reports_them():
+    status = {"name": "box", "pid": 0, "slots": [], "today": {}}
+    earnings = {
+        "paid_wei": str(3 * 10**17),
+        "pending_wei": "0",
+        "verified_today": 5,
+        "rejected_today": {"BLANK": 1},
+    }
+    table = format_status(status, {"reputation": 1.0, "earnings": earnings}, None)
+    assert "verified today: 5; rejected today: BLANK: 1" in table
+    assert "earned: 0.300000 RON confirmed on chain, 0.000000 RON pending" in table

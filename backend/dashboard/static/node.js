@@ -49,7 +49,7 @@
       ["GPUs", gpus.length ? gpus.join(", ") : "none"],
       ["Blender", node.blender_version],
       ["Slots", slotsText(node.slots)],
-      ["Sandboxed", node.sandboxed ? "yes: renders cannot reach the network or the node's files" : "no"],
+      ["Sandboxed renders", node.sandboxed ? "yes" : "no"],
       ["Payout address", el("code", { class: "wrap" }, node.payout_address || "–")],
       ["Node id", el("code", { class: "wrap" }, node.id)],
     ]);
