@@ -96,8 +96,15 @@ class BackendClient:
         answer = self.api.json("POST", protocol.node_heartbeat_path(node_id), json=body)
         return list(answer["abandon_attempt_ids"])
 
-    def claim(self, node_id: str) -> Claimed | None:
-        answer = self._retrying(lambda: self.api.json("POST", protocol.node_claim_path(node_id)))
+    def claim(
+        self,
+        node_id: str,
+        exclude_job_ids: frozenset[str] = frozenset(),
+        exclude_artists: frozenset[str] = frozenset(),
+    ) -> Claimed | None:
+        """One frame under a new lease; the owner's blocklist travels along so it is never handed out."""
+        body = {"exclude_job_ids": sorted(exclude_job_ids), "exclude_artists": sorted(exclude_artists)}
+        answer = self._retrying(lambda: self.api.json("POST", protocol.node_claim_path(node_id), json=body))
         if answer is None:
             return None
         return Claimed(FrameAssignment.from_json(answer), answer.get("artist_address"))

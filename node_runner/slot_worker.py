@@ -108,7 +108,7 @@ class SlotWorker(threading.Thread):
 
     def _claim(self) -> Claimed | None:
         try:
-            return self.client.claim(self.node_id)
+            return self.client.claim(self.node_id, self.terms.blocked_jobs, self.terms.blocked_artists)
         except ApiError as error:
             if error.reason != "NODE_SUSPENDED":
                 raise

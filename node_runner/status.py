@@ -102,15 +102,21 @@ def format_status(
             lines.append(f"  suspended: {node['suspended_reason']}")
         earnings = node.get("earnings")
         if earnings:
-            rejected = earnings.get("rejected_today") or {}
-            why = ", ".join(f"{reason}: {n}" for reason, n in sorted(rejected.items())) or "none"
-            lines.append(f"verified today: {earnings.get('verified_today', '-')}; rejected today: {why}")
-            lines.append(
-                f"earned: {_ron(earnings.get('paid_wei'))} RON confirmed on chain, "
-                f"{_ron(earnings.get('pending_wei'))} RON pending"
+            # The backend's EarningsOut: released (confirmed on chain) and pending, paid per day.
+            today_paid = next(
+                (d for d in earnings.get("by_day") or [] if d.get("date") == today.get("date")), None
             )
+            lines.append(
+                f"earned: {_ron(earnings.get('released_wei'))} RON confirmed on chain "
+                f"({earnings.get('frames_paid', 0)} frames), {_ron(earnings.get('pending_wei'))} RON "
+                f"pending ({earnings.get('frames_pending', 0)} frames)"
+            )
+            if today_paid:
+                lines.append(
+                    f"  paid today: {_ron(today_paid.get('wei'))} RON for {today_paid.get('frames')} frames"
+                )
         else:
-            lines.append("earned: the backend does not report earnings yet (see the dashboard's node page)")
+            lines.append("earned: the backend does not report earnings")
     else:
         lines.append(f"backend: unreachable ({backend_error})")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from eth_account import Account
 
-from shared.api_client import KeyWallet
+from shared.key_wallet import KeyWallet
 
 KEY_ENV = "RONRENDER_NODE_KEY"  # a raw hex key: local farms and tests only
 KEYSTORE_ENV = "RONRENDER_NODE_KEYSTORE"

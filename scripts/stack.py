@@ -40,6 +40,7 @@ REQUIRED = (
     "RONRENDER_ESCROW_ADDRESS",
 )
 EXIT_BAD_CONFIG = 2
+HONCHO_STOPPED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 
 
 class ConfigError(Exception):
@@ -142,20 +143,26 @@ def prepare_multiproc_dir(directory: str) -> None:
 
 def run_honcho(env_file: Path, procfile: Path, concurrency: str, env: dict[str, str]) -> int:
     """``honcho start`` in the foreground; SIGTERM and SIGINT are passed on to it (it stops
-    every process, TERM then KILL after a few seconds) and its exit status is returned."""
+    every process, TERM then KILL after 5 s). The exit status is 0 after a requested stop,
+    else honcho's (that of the first process that exited)."""
     argv = [str(VENV_BIN / "honcho"), "start", "--no-colour", "-d", str(ROOT)]
     argv += ["-e", str(env_file), "-f", str(procfile)]
     if concurrency:
         argv += ["-c", concurrency]
     honcho = subprocess.Popen(argv, env=env, cwd=ROOT)
+    asked_to_stop = False
 
     def forward(signum: int, _frame: object) -> None:
+        nonlocal asked_to_stop
+        asked_to_stop = True
         if honcho.poll() is None:
             honcho.send_signal(signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    return honcho.wait()
+    code = honcho.wait()
+    # honcho answers 128 + the signal when it was told to stop: a requested stop is a clean one.
+    return 0 if asked_to_stop and code in HONCHO_STOPPED_CODES else code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import requests
 
-from shared.protocol import auth_challenge_path, auth_login_path
+from .protocol import auth_challenge_path, auth_login_path
 
 # Renew a session token this long before the backend would refuse it.
 RENEW_BEFORE_EXPIRY_S = 120.0
@@ -125,22 +125,3 @@ def _error_from(response: requests.Response) -> ApiError:
         )
     except ValueError:
         return ApiError(response.status_code, response.text[:200] or response.reason, "HTTP_ERROR")
-
-
-class KeyWallet:
-    """A raw private key as a ``SigningWallet`` (nodes; tests)."""
-
-    def __init__(self, private_key: bytes | str) -> None:
-        from eth_account import Account
-
-        self._account = Account.from_key(private_key)
-
-    @property
-    def address(self) -> str:
-        return self._account.address
-
-    def sign_message(self, text: str) -> str:
-        from eth_account.messages import encode_defunct
-
-        signature = self._account.sign_message(encode_defunct(text=text)).signature.hex()
-        return "0x" + signature.removeprefix("0x")

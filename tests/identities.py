@@ -7,7 +7,7 @@ from typing import Any
 
 from eth_account import Account
 
-from shared.api_client import KeyWallet
+from shared.key_wallet import KeyWallet
 from shared.protocol import auth_challenge_path, auth_login_path
 
 # Fixed keys, so a failing test names the same wallets every run (never funded; nodes only receive).

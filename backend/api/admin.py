@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
+from rq import Worker
 from sqlalchemy import select
 
+from backend import defaults
 from backend.api.access import ADMIN, bearer
-from backend.api.schemas import NodeOut, NodesOut, RequeuedFrameOut, SuspendIn
+from backend.api.schemas import NodeOut, NodesOut, QueuesOut, RequeuedFrameOut, SuspendIn
 from backend.extensions import db
 from backend.models import Node
+from backend.queues import get_queue
 from backend.services import frame_transitions, matchmaker, reputation
 from shared.protocol import API_PREFIX
 
@@ -28,6 +31,28 @@ blueprint = APIBlueprint("admin", __name__, url_prefix=f"{API_PREFIX}/admin", ta
 @blueprint.doc(summary="Every node with its state and reputation")
 def list_nodes() -> Any:
     return {"nodes": db.session.scalars(select(Node).order_by(Node.registered_at)).all()}
+
+
+@blueprint.get("/queues")
+@blueprint.auth_required(bearer, roles=[ADMIN])
+@blueprint.output(QueuesOut)
+@blueprint.doc(summary="Each RQ queue's depth (queued, running, scheduled retries, failed) and live workers")
+def list_queues() -> Any:
+    queues = [get_queue(name) for name in defaults.ALL_QUEUES]
+    workers = {worker.name for queue in queues for worker in Worker.all(queue=queue)}
+    return {
+        "queues": [
+            {
+                "name": queue.name,
+                "queued": queue.count,
+                "started": queue.started_job_registry.count,
+                "scheduled": queue.scheduled_job_registry.count,
+                "failed": queue.failed_job_registry.count,
+            }
+            for queue in queues
+        ],
+        "workers": len(workers),
+    }
 
 
 @blueprint.post("/nodes/<node_id>/suspend")

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from backend.api.access import bearer, caller, require_owner, require_same_address
 from backend.api.schemas import (
     AssignmentOut,
+    ClaimIn,
     EarningsOut,
     HeartbeatIn,
     HeartbeatOut,
@@ -82,20 +83,24 @@ def heartbeat(node_id: str, json_data: dict[str, Any]) -> Any:
 
 @blueprint.post("/<node_id>/claim")
 @blueprint.auth_required(bearer)
+@blueprint.input(ClaimIn, arg_name="json_data")
 @blueprint.output(AssignmentOut)
 @blueprint.doc(
     summary="Ask for work: one frame under a new lease",
     responses={200: "A frame to render", 204: "No work that fits this node now"},
 )
-def claim(node_id: str) -> Any:
+def claim(node_id: str, json_data: dict[str, Any]) -> Any:
     _my_node(node_id)
-    claimed = matchmaker.claim_frame(node_id)
+    claimed = matchmaker.claim_frame(
+        node_id, exclude_job_ids=json_data["exclude_job_ids"], exclude_artists=json_data["exclude_artists"]
+    )
     if claimed is None:
         return "", 204
     job = claimed.job
     return {
         "attempt_id": claimed.attempt.id,
         "lease_token": claimed.attempt.lease_token,
+        "artist_address": job.artist_address,
         "job_id": job.id,
         "frame_number": claimed.frame.number,
         "scene_sha256": job.scene_sha256,

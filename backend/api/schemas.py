@@ -163,8 +163,16 @@ class RenderSettingsOut(Schema):
     height = Integer()
 
 
+class ClaimIn(Schema):
+    """What the node's owner will not render (their blocklist), so it is never handed out."""
+
+    exclude_job_ids = List(String(validate=Length(max=32)), load_default=list, validate=Length(max=1000))
+    exclude_artists = List(String(validate=ADDRESS), load_default=list, validate=Length(max=1000))
+
+
 class AssignmentOut(Schema):
     attempt_id = Integer()
+    artist_address = String(allow_none=True, metadata={"description": "The paying wallet of the job"})
     lease_token = String()
     job_id = String()
     frame_number = Integer()
@@ -301,6 +309,19 @@ class EarningsOut(Schema):
     frames_paid = Integer()
     frames_pending = Integer()
     by_day = List(Nested(EarningsDayOut))
+
+
+class QueueOut(Schema):
+    name = String()
+    queued = Integer()
+    started = Integer()
+    scheduled = Integer(metadata={"description": "Retries waiting for their time"})
+    failed = Integer()
+
+
+class QueuesOut(Schema):
+    queues = List(Nested(QueueOut))
+    workers = Integer(metadata={"description": "RQ workers alive on these queues"})
 
 
 class SuspendIn(Schema):

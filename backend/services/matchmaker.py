@@ -109,7 +109,9 @@ def _blocked_jobs(node: Node) -> Any:
 
 
 @observability.CLAIM_SECONDS.time()
-def claim_frame(node_id: str) -> Claim | None:
+def claim_frame(
+    node_id: str, *, exclude_job_ids: list[str] | None = None, exclude_artists: list[str] | None = None
+) -> Claim | None:
     """Give the node one frame under a new lease, or None when nothing fits.
 
     Frames handed back after a miss come first, and go only to reputable nodes;
@@ -132,6 +134,11 @@ def claim_frame(node_id: str) -> Claim | None:
         )
         .order_by(Frame.priority.desc(), Job.created_at, Frame.number)
     )
+    if exclude_job_ids:
+        candidates = candidates.where(Frame.job_id.not_in(exclude_job_ids))
+    if exclude_artists:
+        excluded = [address.lower() for address in exclude_artists]
+        candidates = candidates.where(func.lower(Job.artist_address).not_in(excluded))
     if reputation.score(node) < defaults.REPUTATION_FOR_RETRIES:
         candidates = candidates.where(Frame.priority == 0)
     if db.engine.dialect.name == "postgresql":

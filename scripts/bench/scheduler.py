@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench.common import (
+    ROOT,
     Backend,
     Section,
     app_config,
@@ -167,7 +168,7 @@ def _start_sim_processes(
             "--result", str(result),
         ]  # fmt: skip
         process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(), cwd=Path.cwd()
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT
         )
         processes.append((process, result))
     return processes

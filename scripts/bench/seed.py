@@ -59,9 +59,7 @@ def claimable_job(
 ) -> tuple[str, float]:
     """Create a job of ``frames`` frames in the bench database; returns its id and the
     seconds ``create_job`` took (the split). ``rendering`` also marks its lock confirmed;
-    ``owner_address`` is the artist who may read it (where the API has owners)."""
-    import dataclasses
-
+    ``owner_address`` is the artist who may read it."""
     from backend import create_app
     from backend.extensions import db
     from backend.models import Job, SceneFile
@@ -82,10 +80,7 @@ def claimable_job(
         )
         db.session.commit()
         started = time.perf_counter()
-        owner = {}
-        if owner_address and "owner_address" in {f.name for f in dataclasses.fields(JobRequest)}:
-            owner = {"owner_address": owner_address}
-        job = create_job(JobRequest(scene_sha256=sha256, **owner))
+        job = create_job(JobRequest(scene_sha256=sha256, owner_address=owner_address))
         split_s = time.perf_counter() - started
         job_id = job.id
         if rendering:

@@ -135,7 +135,12 @@ def run(
         frame = write_exr(work_dir / "frame.exr", synthetic_frame(1))
         storage = Path(config["RONRENDER_STORAGE_DIR"])
         with Backend(
-            config, log_dir.resolve() / "transfer-backend.log", workers=2, threads=4, RONRENDER_RATE_LIMIT=""
+            config,
+            log_dir.resolve() / "transfer-backend.log",
+            workers=2,
+            threads=4,
+            RONRENDER_RATE_LIMIT="",
+            RONRENDER_STORAGE="local",
         ) as backend:
             http = requests.Session()
             token = auth.login(backend.url, artist, http)

@@ -401,6 +401,7 @@ def scenario_farm(spec: dict) -> dict:
     install(spec["zip"])
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     prefs().backend_url = spec["farm_url"]
+    prefs().api_token = spec["api_token"]  # what the artist pastes from `ronrender token create`
     if spec.get("keystore"):
         prefs().wallet_keystore = spec["keystore"]
     before = open_file_snapshot(blend)
@@ -502,7 +503,12 @@ def scenario_farm(spec: dict) -> dict:
         packed = Path(spec["work_dir"]) / "stored.blend"
         import requests
 
-        response = requests.get(f"{spec['farm_url']}/api/v1/scenes/{scene_sha256}/file", timeout=30)
+        response = requests.get(
+            f"{spec['farm_url']}/api/v1/scenes/{scene_sha256}/file",
+            headers={"Authorization": f"Bearer {spec['api_token']}"},  # the artist's own upload
+            timeout=30,
+        )
+        response.raise_for_status()
         packed.write_bytes(response.content)
         result["stored_scene"] = inspect_packed(packed)
 

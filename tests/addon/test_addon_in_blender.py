@@ -12,6 +12,8 @@ import local_farm
 import pytest
 from PIL import Image
 
+from artist_cli.artist_client import ArtistClient
+from artist_cli.wallet import Wallet
 from tests.addon.http_stub import canned_json
 
 pytestmark = pytest.mark.addon
@@ -101,14 +103,18 @@ def test_registers_draws_reports_and_unregisters_cleanly(run_blender, http_stub,
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_pack_submit_follow_and_pull_frames_on_a_farm(run_blender, start_farm):
     farm = start_farm(nodes=1)
-    keystore = getattr(farm, "artist_keystore", None)  # farms with an escrow chain sign acceptances
-    password = getattr(local_farm, "LOCAL_KEYSTORE_PASSWORD", "")
+    keystore = farm.artist_keystore  # the add-on signs the acceptance with the artist's wallet
+    password = local_farm.LOCAL_KEYSTORE_PASSWORD
+    artist = ArtistClient(farm.url)
+    artist.sign_in_with(Wallet.open(keystore, password))
+    api_token = artist.create_api_token("blender add-on", None)["token"]
     result = run_blender(
         "farm",
         timeout_s=240,
         env_vars={"RONRENDER_KEYSTORE_PASSWORD": password},
         farm_url=farm.url,
-        keystore=str(keystore) if keystore else "",
+        keystore=str(keystore),
+        api_token=api_token,
     )
 
     # The estimate packed, uploaded (with progress) and priced the scene.

@@ -195,7 +195,7 @@ def test_admin_requeues_a_failed_frame(app, client, admin_client, run_workers, s
 
 
 def test_sign_in_challenges_work_once_and_only_for_their_wallet(app, anonymous_client):
-    from shared.api_client import KeyWallet
+    from shared.key_wallet import KeyWallet
 
     wallet, impostor = KeyWallet(OTHER_ARTIST_KEY), KeyWallet("0x" + "77" * 32)
     address, sign, impostor_sign = wallet.address, wallet.sign_message, impostor.sign_message
@@ -272,3 +272,11 @@ def test_the_bootstrap_admin_token_cannot_mint_api_tokens(app):
     admin = client_with_token(app, "bootstrap-secret")
     assert admin.get("/api/v1/admin/nodes").status_code == 200
     assert_refused(admin.post("/api/v1/auth/tokens", json={"name": "x"}), 403)
+
+
+def test_admins_see_queue_depths(client, admin_client, scene_files):
+    assert upload(client, scene_files["tiny"]).status_code == 201  # queues the scene's analysis
+    assert_refused(client.get("/api/v1/admin/queues"), 403)
+    depths = {q["name"].rsplit("-", 1)[1]: q for q in admin_client.get("/api/v1/admin/queues").json["queues"]}
+    assert depths["analysis"]["queued"] == 1
+    assert depths["verification"]["queued"] == 0

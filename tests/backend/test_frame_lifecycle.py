@@ -254,3 +254,19 @@ def test_cancel_stops_work_and_refunds_the_lock(client, run_workers, scene_files
     assert final["frame_counts"]["CANCELLED"] == 4
     assert final["money"]["refund_wei"] == job["estimate_wei"]
     assert client.post(f"{JOBS}/{job['id']}/cancel").status_code == 409
+
+
+def test_a_node_blocklist_keeps_jobs_and_artists_away(client, run_workers, scene_files, escrow):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    node = register(client)
+    claim_path = f"{NODES}/{node}/claim"
+    assert client.post(claim_path, json={"exclude_job_ids": [job["id"]]}).status_code == 204
+    assert (
+        client.post(claim_path, json={"exclude_artists": [escrow["artist_address"].lower()]}).status_code
+        == 204
+    )
+    assert_bad = client.post(claim_path, json={"exclude_artists": ["not-an-address"]})
+    assert assert_bad.status_code == 422
+    claimed = client.post(claim_path, json={"exclude_artists": ["0x" + "12" * 20]})
+    assert claimed.status_code == 200
+    assert claimed.json["artist_address"] == escrow["artist_address"]

@@ -366,6 +366,8 @@ def check_the_admin_page(farm, admin, job_id: str, node_id: str, shots: Path) ->
     names = sorted(admin.locator("#nodes-body tr[data-node-id] td:first-child a").all_inner_texts())
     assert names == ["local-node-1", "local-node-2"]
     admin.wait_for_selector(f'#jobs-body tr[data-job-id="{job_id}"]')
+    queues = admin.locator("#queues-body tr[data-queue]").count()
+    assert queues == 3  # analysis, verification, escrow, with their depths
     admin.screenshot(path=str(shots / "admin-laptop.png"), full_page=True)
 
     job = api(farm, f"/jobs/{job_id}")
@@ -373,7 +375,9 @@ def check_the_admin_page(farm, admin, job_id: str, node_id: str, shots: Path) ->
     mine = sum(1 for frame in frames if frame["node_id"] == node_id and frame["state"] == "VERIFIED")
     admin.goto(f"{farm.url}/dashboard/nodes/{node_id}")
     admin.wait_for_selector("#node-earned")
-    assert admin.get_attribute("#node-earned", "data-wei") == str(mine * int(job["price_per_frame_wei"]))
+    earned = int(admin.get_attribute("#node-earned", "data-wei"))
+    pending = int(admin.get_attribute("#node-pending", "data-wei"))
+    assert earned + pending == mine * int(job["price_per_frame_wei"])  # every verified frame, released or due
 
 
 def check_an_admin_wallet_signs_in(farm, page, admin_wallet: Wallet) -> None:

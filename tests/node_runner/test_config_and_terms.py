@@ -113,7 +113,7 @@ class RecordingBackend:
         self.claims = 0
         self.claimed = threading.Event()
 
-    def claim(self, node_id):
+    def claim(self, node_id, exclude_job_ids=frozenset(), exclude_artists=frozenset()):
         self.claims += 1
         self.claimed.set()
         return None

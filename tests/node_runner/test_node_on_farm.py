@@ -1,7 +1,7 @@
 """The node provider's side against a live farm (HTTP backend, RQ workers, real
 Blender children in the bubblewrap sandbox): two CPU slots render two frames at
 once through the same path GPU slots take; the owner pauses, resumes and stops
-after the frame from another terminal; a blocked job is handed straight back; a
+after the frame from another terminal; a blocked job is never handed out; a
 Blender that crashes mid-frame is classified and reported with its log tail; and
 ``ronrender-node status`` shows it all."""
 
@@ -116,6 +116,7 @@ def test_two_cpu_slots_render_two_frames_at_once(start_farm, scene_files, tmp_pa
     assert (config.work_dir / "benchmark.json").exists()  # later starts reuse it
     assert status.exit_code == 0, status.output
     assert "cpu0" in status.output and "cpu1" in status.output and "reputation" in status.output
+    assert "RON confirmed on chain" in status.output  # from the backend's earnings endpoint
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -154,18 +155,19 @@ def test_pause_resume_and_stop_after_frame_mid_job(start_farm, slow_scene, tmp_p
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_blocked_job_is_handed_straight_back(start_farm, scene_files, tmp_path):
+def test_a_blocked_job_is_never_handed_to_the_node(start_farm, scene_files, tmp_path):
     farm = start_farm(nodes=0)
-    job_id = submit(farm, scene_files["tiny"], frame_start=1, frame_end=1)
-    config = configured_node(farm, tmp_path, run_benchmark=False, blocked_jobs=(job_id,))
+    blocked_job = submit(farm, scene_files["tiny"], frame_start=1, frame_end=1)
+    other_job = submit(farm, scene_files["tiny"], frame_start=2, frame_end=2)
+    config = configured_node(farm, tmp_path, run_benchmark=False, blocked_jobs=(blocked_job,))
     service, thread = start(config)
     try:
-        wait_for(lambda: service.slots and service.slots[0].counters.blocked >= 1, what="the blocked claim")
+        wait_for(lambda: frames(farm, other_job)[0]["state"] == "VERIFIED", what="the other job's frame")
     finally:
         finish(service, thread)
-    assert service.frames_done == 0 and service.scenes.downloads == 0
-    frame = frames(farm, job_id)[0]
-    assert (frame["state"], frame["failures"]) == ("PENDING", 0)
+    assert service.frames_done == 1
+    frame = frames(farm, blocked_job)[0]
+    assert (frame["state"], frame["failures"], frame["node_id"]) == ("PENDING", 0, None)  # never claimed
 
 
 def blender_pids(root_pid: int) -> list[int]:

@@ -205,13 +205,12 @@ def test_the_sandbox_command_hides_the_node_and_limits_the_child(tmp_path):
 
 
 def test_status_table_shows_earnings_when_the_backend_reports_them():
-    status = {"name": "box", "pid": 0, "slots": [], "today": {}}
+    status = {"name": "box", "pid": 0, "slots": [], "today": {"date": "2026-11-25"}}
     earnings = {
-        "paid_wei": str(3 * 10**17),
-        "pending_wei": "0",
-        "verified_today": 5,
-        "rejected_today": {"BLANK": 1},
-    }
+        "released_wei": str(3 * 10**17), "pending_wei": str(10**17), "frames_paid": 3, "frames_pending": 1,
+        "by_day": [{"date": "2026-11-24", "wei": str(10**17), "frames": 1},
+                   {"date": "2026-11-25", "wei": str(2 * 10**17), "frames": 2}],
+    }  # fmt: skip
     table = format_status(status, {"reputation": 1.0, "earnings": earnings}, None)
-    assert "verified today: 5; rejected today: BLANK: 1" in table
-    assert "earned: 0.300000 RON confirmed on chain, 0.000000 RON pending" in table
+    assert "earned: 0.300000 RON confirmed on chain (3 frames), 0.100000 RON pending (1 frames)" in table
+    assert "paid today: 0.200000 RON for 2 frames" in table

@@ -17,7 +17,7 @@ from local_farm import LOCAL_KEYSTORE_PASSWORD
 from artist_cli.artist_client import ArtistClient
 from artist_cli.wallet import Wallet
 from node_runner.service import NodeConfig, NodeService
-from shared.api_client import KeyWallet
+from shared.key_wallet import KeyWallet
 from tests.conftest import make_scene
 from tests.identities import NODE_KEY
 from tests.system.conftest import free_port
@@ -112,7 +112,8 @@ def test_sigterm_hands_the_frame_back(start_farm, tmp_path):
     node = subprocess.Popen(
         [node_runner, "run", "--backend", farm.url, "--name", "leaver",
          "--work-dir", str(tmp_path / "node"), "--threads", "1", "--heartbeat-interval", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "RONRENDER_NODE_KEY": NODE_KEY},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "RONRENDER_NODE_KEY": NODE_KEY},
     )  # fmt: skip
     try:
         wait_for(lambda: frames(farm, job_id)[0]["state"] == "RENDERING", what="the render to start")

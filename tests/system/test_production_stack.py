@@ -256,12 +256,14 @@ def test_stack_renders_and_pays_a_job_on_postgres_s3_and_chain(
         assert health["checks"]["database"]["dialect"] == "postgresql"
         assert health["checks"]["chain"]["latest_confirmed_payment"]["job_id"] == job_id
 
-        # Every Procfile process ran, verification twice; SIGTERM stops them all.
+        # Every Procfile process ran, verification twice; SIGTERM to stack.py alone (as a
+        # supervisor sends it) is passed on and stops them all.
         started = stack_log.read_text()
         for name in ("web.1", "analysis.1", "verification.1", "verification.2", "escrow.1", "sweeper.1"):
             assert f"{name} started" in started, name
         node.stop()
-        assert stack.stop() is not None, "the stack did not stop on SIGTERM"
+        stack.process.send_signal(signal.SIGTERM)
+        assert stack.process.wait(timeout=STOP_GRACE_S) == 0, "the stack did not stop cleanly on SIGTERM"
         marker = f"RONRENDER_QUEUE_PREFIX={settings['RONRENDER_QUEUE_PREFIX']}"
         deadline = time.monotonic() + 10
         while processes_with(marker) and time.monotonic() < deadline:

@@ -120,9 +120,20 @@
     tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: columns, class: "muted" }, empty))]));
   }
 
+  function queueRow(queue) {
+    const counts = [queue.queued, queue.started, queue.scheduled, queue.failed];
+    return el("tr", { "data-queue": queue.name }, el("td", {}, queue.name), ...counts.map((count) => el("td", { class: "num" }, count)));
+  }
+
   async function refresh() {
-    const [{ nodes }, { jobs }] = await Promise.all([api("/admin/nodes"), api("/jobs?limit=200")]);
+    const [{ nodes }, { jobs }, queues] = await Promise.all([
+      api("/admin/nodes"),
+      api("/jobs?limit=200"),
+      api("/admin/queues"),
+    ]);
     root.hidden = false;
+    document.getElementById("queues-body").replaceChildren(...queues.queues.map(queueRow));
+    document.getElementById("worker-count").textContent = `(${queues.workers} workers)`;
     fill(nodesBody, "node-count", nodes.map(nodeRow), 7, "No nodes registered.");
     fill(jobsBody, "job-count", jobs.map(jobRow), 7, "No jobs yet.");
     fill(failedBody, "failed-count", await failedFrames(jobs), 5, "No failed frames.");

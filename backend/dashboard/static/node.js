@@ -55,32 +55,35 @@
     ]);
   }
 
-  /** What the node earned: verified frames × each job's price per frame (paid to its payout
-   * address as frames are released). Only an admin can read every job's frames; a provider
-   * sees the frame count until the API offers per-node earnings. */
-  async function earnedWei() {
-    const { jobs } = await api("/jobs?limit=500");
-    let total = 0n;
-    for (const job of jobs.filter((candidate) => (candidate.frame_counts.VERIFIED || 0) > 0)) {
-      const { frames } = await api(`/jobs/${job.id}/frames`);
-      const mine = frames.filter((frame) => frame.node_id === nodeId && frame.state === "VERIFIED").length;
-      total += BigInt(mine) * BigInt(job.price_per_frame_wei);
+  /** Released RON per day as bars: the height is exact wei scaled to the best day. */
+  function earningsChart(days) {
+    const chart = document.getElementById("earnings-chart");
+    chart.replaceChildren();
+    if (!days.length) return;
+    const best = days.reduce((most, day) => (BigInt(day.wei) > most ? BigInt(day.wei) : most), 1n);
+    for (const day of days) {
+      const percent = Number((BigInt(day.wei) * 100n) / best);
+      chart.append(
+        el(
+          "div",
+          { class: "bar", title: `${day.date}: ${formatRon(day.wei)} for ${day.frames} frames` },
+          el("span", { class: "fill", style: { height: `${Math.max(percent, 2)}%` } }),
+          el("small", {}, day.date.slice(5)),
+        ),
+      );
     }
-    return total.toString();
   }
 
-  async function renderEarnings(node) {
-    const note = document.getElementById("earnings-note");
-    if (!RR.isAdmin()) {
-      note.textContent = `Each verified frame (${node.frames_verified} so far) is paid its job's price, straight to the payout address below.`;
-      return;
-    }
-    const wei = await earnedWei();
+  async function renderEarnings() {
+    const earned = await api(`/nodes/${encodeURIComponent(nodeId)}/earnings`);
     RR.facts(document.getElementById("node-earnings"), [
-      ["Verified frames", node.frames_verified],
-      ["Earned", formatRon(wei), { wei, id: "node-earned" }],
+      ["Earned (confirmed on chain)", formatRon(earned.released_wei), { wei: earned.released_wei, id: "node-earned" }],
+      ["Pending release", formatRon(earned.pending_wei), { wei: earned.pending_wei, id: "node-pending" }],
+      ["Frames paid", earned.frames_paid],
     ]);
-    note.textContent = "Verified frames × each job's price per frame, released to the payout address.";
+    earningsChart(earned.by_day);
+    document.getElementById("earnings-note").textContent =
+      "Each verified frame is paid its job's price, straight to the payout address below.";
   }
 
   async function refresh() {
@@ -88,7 +91,7 @@
       const node = await api(`/nodes/${encodeURIComponent(nodeId)}`);
       localStorage.setItem("ronrender.node", nodeId);
       render(node);
-      if (polls++ % EARNINGS_EVERY_POLLS === 0) await renderEarnings(node);
+      if (polls++ % EARNINGS_EVERY_POLLS === 0) await renderEarnings();
     } catch (error) {
       if (error.status !== 404) throw error;
       poller.stop();
@@ -99,7 +102,7 @@
     }
   }
 
-  const EARNINGS_EVERY_POLLS = 10; // earnings read every job's frames: ask less often
+  const EARNINGS_EVERY_POLLS = 5; // earnings change only as releases confirm
   let polls = 0;
   const poller = nodeId && RR.signedIn() ? RR.poll(refresh) : null;
 })();
