@@ -120,9 +120,7 @@ def test_an_operator_without_gas_makes_the_job_wait_not_fail(app, client, run_wo
     contract = chain.contract(address)
     chain.transact(contract.functions.deposit(), artist.key.to_0x_hex(), value=10**18)
     chain.transact(contract.functions.setSpendingCap(10**18), artist.key.to_0x_hex())
-    app.config.update(
-        RONRENDER_ESCROW_ADDRESS=address, RONRENDER_OPERATOR_KEY=broke_operator.key.to_0x_hex()
-    )
+    app.config.update(RONRENDER_ESCROW_ADDRESS=address, RONRENDER_OPERATOR_KEY=broke_operator.key.to_0x_hex())
     app.extensions.pop(CHAIN_EXTENSION, None)
     sha256 = ready_scene(client, run_workers, scene_files["tiny"])
     job = client.post(JOBS, json={"scene_sha256": sha256}).json
