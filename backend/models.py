@@ -278,3 +278,20 @@ class ApiToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class SceneUpload(db.Model):
+    """A scene file arriving in chunks: resumable after a dropped connection.
+
+    The bytes so far are staged in the backend's data directory; ``received_bytes``
+    is where the next chunk must start. Completing it stores the file like a
+    one-shot upload (content-addressed, analysed once).
+    """
+
+    __tablename__ = "scene_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_public_id)
+    owner_address: Mapped[str] = mapped_column(String(42), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    received_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

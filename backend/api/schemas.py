@@ -239,6 +239,21 @@ class JobsOut(Schema):
     jobs = List(Nested(JobOut))
 
 
+class UploadStartIn(Schema):
+    size_bytes = Integer(required=True, validate=Range(min=1))
+
+
+class UploadChunkQuery(Schema):
+    offset = Integer(required=True, validate=Range(min=0))
+
+
+class UploadOut(Schema):
+    id = String()
+    size_bytes = Integer()
+    received_bytes = Integer(metadata={"description": "Where the next chunk starts (resume here)"})
+    chunk_bytes = Integer(metadata={"description": "The chunk size the backend suggests"})
+
+
 class ChallengeIn(Schema):
     address = String(required=True, validate=ADDRESS)
 

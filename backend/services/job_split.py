@@ -3,6 +3,7 @@ frame per frame number (the seed's "mini-jobs"), all in one transaction."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import insert
@@ -23,6 +24,8 @@ from shared.image_checks import DEFAULT_MAX_OUTPUT_PIXELS
 from shared.states import FrameState, JobState, OutputFormat, SceneState
 
 MAX_FRAMES_PER_JOB = 1_000_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,12 @@ def create_job(request: JobRequest) -> Job:
         [{"job_id": job.id, "number": n, "state": FrameState.PENDING, "failures": 0} for n in numbers],
     )
     db.session.commit()
+    log.info(
+        "job created: %d frames, estimate %d wei",
+        job.frames_total,
+        job.estimate_wei,
+        extra={"job_id": job.id},
+    )
     return job
 
 

@@ -9,6 +9,7 @@ not even contend; SQLite serialises writers.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,8 @@ from backend.models import Attempt, Frame, Job, Node, utc_now
 from backend.services import reputation
 from backend.services.frame_transitions import transition_frame
 from shared.states import AttemptOutcome, DeviceType, FrameState, JobState, NodeState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,15 @@ def claim_frame(
         assert frame is not None
         frame.current_attempt_id = attempt.id
         db.session.commit()
+        log.info(
+            "frame assigned",
+            extra={
+                "job_id": frame.job_id,
+                "frame": frame.number,
+                "node_id": node.id,
+                "attempt_id": attempt.id,
+            },
+        )
         return Claim(attempt=attempt, frame=frame, job=frame.job)
     db.session.commit()
     return None

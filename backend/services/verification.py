@@ -11,6 +11,7 @@ those comparisons rejected are believed: the scene really is like that there.
 from __future__ import annotations
 
 import io
+import logging
 import statistics
 
 from flask import current_app
@@ -30,6 +31,8 @@ from shared.thumbnails import make_thumbnail
 MIN_REFERENCE_FRAMES = 3
 # Rejections that compare with the job's other frames rather than with the task.
 COMPARATIVE_REASONS = (RejectionReason.DUPLICATE_FRAME, RejectionReason.UPSCALED, RejectionReason.LOW_SAMPLES)
+
+log = logging.getLogger(__name__)
 
 
 @observability.VERIFICATION_SECONDS.time()
@@ -60,6 +63,7 @@ def verify_attempt(attempt_id: int) -> None:
             reputation.record(attempt.node, reputation.Outcome.VERIFIED)
         db.session.commit()
         if verified:
+            log.info("frame verified", extra=_ids(attempt))
             payments.record_release(frame.id)
     else:
         attempt.outcome = AttemptOutcome.REJECTED
@@ -68,8 +72,14 @@ def verify_attempt(attempt_id: int) -> None:
         if frame.state == FrameState.UPLOADED:
             requeue_or_fail(frame, counts_as_failure=True, reason=attempt.reason)
         db.session.commit()
+        log.info("frame rejected: %s", attempt.reason, extra=_ids(attempt))
         _drop_unreferenced_output(attempt.output_sha256)
     job_lifecycle.finish_job_if_done(job.id)
+
+
+def _ids(attempt: Attempt) -> dict[str, object]:
+    """The ids a log line about an attempt carries (JSON logs make them fields)."""
+    return {"job_id": attempt.frame.job_id, "frame": attempt.frame.number, "node_id": attempt.node_id}
 
 
 def expected_image(job: Job, frame: Frame, attempt: Attempt) -> ExpectedImage:

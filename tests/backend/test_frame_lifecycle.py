@@ -270,3 +270,23 @@ def test_a_node_blocklist_keeps_jobs_and_artists_away(client, run_workers, scene
     claimed = client.post(claim_path, json={"exclude_artists": ["0x" + "12" * 20]})
     assert claimed.status_code == 200
     assert claimed.json["artist_address"] == escrow["artist_address"]
+
+
+def test_lifecycle_log_lines_carry_job_frame_and_node_ids(
+    client, run_workers, scene_files, tmp_path, escrow, caplog
+):
+    import json
+    import logging
+
+    from backend.observability import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="backend")
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    node = register(client)
+    assignment = claim(client, node)
+    put_output(client, assignment, noise_png(tmp_path / "f.png", 64, 36))
+    run_workers()
+    lines = {record.getMessage(): json.loads(JsonFormatter().format(record)) for record in caplog.records}
+    assert lines["frame assigned"]["node_id"] == node
+    assert (lines["frame verified"]["job_id"], lines["frame verified"]["frame"]) == (job["id"], 1)
+    assert any(message.startswith("job created") for message in lines)

@@ -113,12 +113,31 @@ def fail_frame(farm, job_id: str, number: int) -> None:
         )
 
 
-def submit_in_browser(page, scene: Path) -> str:
-    """Upload a scene on the New job page and accept the estimate; returns the job id."""
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "dashboard"
+
+
+def submit_in_browser(page, scene: Path, drop_first_chunk: bool = False) -> str:
+    """Upload a scene on the New job page and accept the estimate; returns the job id.
+    With ``drop_first_chunk`` the connection breaks during the first chunk: the page
+    must ask where to resume and finish the upload."""
+    chunks: list[str] = []
+
+    def break_once(route) -> None:
+        chunks.append(route.request.url)
+        if len(chunks) == 1:
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    if drop_first_chunk:
+        page.route("**/api/v1/scenes/uploads/*?offset=*", break_once)
     page.click("nav >> text=New job")
     page.set_input_files("#scene-file", str(scene))
     page.click("#upload-button")
     page.wait_for_selector("#estimate-card:not([hidden])", timeout=60_000)
+    if drop_first_chunk:
+        page.unroute("**/api/v1/scenes/uploads/*?offset=*")
+        assert len(chunks) >= 2 and chunks[0] == chunks[1]  # the broken chunk was sent again
     return page.get_attribute("#estimate-card", "data-job-id")
 
 
@@ -152,7 +171,7 @@ def test_dashboard_on_a_live_farm(start_farm, open_page, tmp_path, monkeypatch):
     monkeypatch.setenv("RONRENDER_ADMIN_ADDRESSES", admin_wallet.address)  # the farm passes it on
     farm = start_farm(nodes=2)
     wallet = Wallet.open(farm.artist_keystore, LOCAL_KEYSTORE_PASSWORD)
-    shots = tmp_path / "screenshots"
+    shots = ARTIFACTS  # git-ignored; kept after the run for a look at every page
     artist = open_page()
     signed = give_wallet(artist, wallet)
 
@@ -162,7 +181,7 @@ def test_dashboard_on_a_live_farm(start_farm, open_page, tmp_path, monkeypatch):
     artist.screenshot(path=str(shots / "sign-in-laptop.png"), full_page=True)
     sign_in_with_wallet(artist, artist.url)
     assert artist.get_attribute("#account-address", "title") == wallet.address
-    job_id = submit_in_browser(artist, scene)
+    job_id = submit_in_browser(artist, scene, drop_first_chunk=True)
     job = api(farm, f"/jobs/{job_id}")
     assert job["state"] == "AWAITING_ACCEPTANCE" and job["frames_total"] == FRAMES
     assert artist.get_attribute("#estimate-total", "data-wei") == job["estimate_wei"]

@@ -30,17 +30,19 @@
     bar.style.width = `${percent}%`;
   }
 
-  /** POST the raw file with XMLHttpRequest: fetch() cannot report upload progress. */
-  function uploadScene(file) {
+  const RETRIES_PER_CHUNK = 5;
+  const RETRY_PAUSE_MS = 1000;
+
+  /** PUT one chunk with XMLHttpRequest (fetch() cannot report upload progress). Resolves
+   * with the upload's state; rejects with .retryable set when the connection dropped. */
+  function putChunk(upload, offset, blob, onSent) {
     return new Promise((resolve, reject) => {
       const request = new XMLHttpRequest();
-      request.open("POST", `${RR.API}/scenes`);
+      request.open("PUT", `${RR.API}/scenes/uploads/${upload.id}?offset=${offset}`);
       request.setRequestHeader("Content-Type", "application/octet-stream");
       request.setRequestHeader("Accept", "application/json");
       for (const [name, value] of Object.entries(RR.authHeaders())) request.setRequestHeader(name, value);
-      request.upload.addEventListener("progress", (event) => {
-        if (event.lengthComputable) showProgress("Uploading…", event.loaded / event.total);
-      });
+      request.upload.addEventListener("progress", (event) => onSent(event.loaded));
       request.addEventListener("load", () => {
         let data = null;
         try {
@@ -48,18 +50,63 @@
         } catch (_) {
           /* not JSON: reported below */
         }
-        if (request.status >= 200 && request.status < 300 && data) {
-          resolve(data);
-          return;
-        }
+        if (request.status >= 200 && request.status < 300 && data) return resolve(data);
         const message = (data && data.message) || `upload failed: HTTP ${request.status}`;
         if (request.status === 401) RR.signedOut(`Sign in again: ${message}`);
-        reject(new RR.ApiError(message, request.status));
+        const error = new RR.ApiError(message, request.status);
+        error.retryable = request.status === 409 || request.status >= 500; // ask where to go on
+        reject(error);
       });
-      request.addEventListener("error", () => reject(new Error("upload failed: the connection dropped")));
-      request.addEventListener("abort", () => reject(new Error("upload aborted")));
-      request.send(file);
+      const dropped = () => {
+        const error = new Error("the connection dropped");
+        error.retryable = true;
+        reject(error);
+      };
+      request.addEventListener("error", dropped);
+      request.addEventListener("abort", dropped);
+      request.send(blob);
     });
+  }
+
+  /** The same file picked again (even after a reload) continues its unfinished upload. */
+  function resumeKey(file) {
+    return `ronrender.upload:${file.name}:${file.size}:${file.lastModified}`;
+  }
+
+  async function startOrResume(file) {
+    const known = localStorage.getItem(resumeKey(file));
+    if (known) {
+      try {
+        return await api(`/scenes/uploads/${known}`);
+      } catch (error) {
+        if (error.status !== 404) throw error; // finished or expired: start anew
+      }
+    }
+    const upload = await api("/scenes/uploads", { method: "POST", json: { size_bytes: file.size } });
+    localStorage.setItem(resumeKey(file), upload.id);
+    return upload;
+  }
+
+  /** Upload in chunks; after a dropped connection ask the backend where to go on. */
+  async function uploadScene(file) {
+    let upload = await startOrResume(file);
+    let failures = 0;
+    while (upload.received_bytes < file.size) {
+      const offset = upload.received_bytes;
+      const chunk = file.slice(offset, Math.min(offset + upload.chunk_bytes, file.size));
+      try {
+        upload = await putChunk(upload, offset, chunk, (sent) => showProgress("Uploading…", (offset + sent) / file.size));
+        failures = 0;
+      } catch (error) {
+        if (!error.retryable || ++failures > RETRIES_PER_CHUNK) throw error;
+        showProgress(`Connection lost; resuming (try ${failures} of ${RETRIES_PER_CHUNK})…`, offset / file.size);
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS * failures));
+        upload = await api(`/scenes/uploads/${upload.id}`);
+      }
+    }
+    const scene = await api(`/scenes/uploads/${upload.id}/complete`, { method: "POST" });
+    localStorage.removeItem(resumeKey(file));
+    return scene;
   }
 
   async function waitForScene(sha256) {
