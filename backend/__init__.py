@@ -8,6 +8,7 @@ from typing import Any
 
 from apiflask import APIFlask
 from flask_limiter import Limiter
+from werkzeug.routing import IntegerConverter
 
 from backend.config import config_from_env, engine_options
 from backend.extensions import db, migrate, rate_limiter
@@ -28,9 +29,18 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     Path(app.config["RONRENDER_STORAGE_DIR"]).mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)
+
+    @app.teardown_request
+    def _discard_a_failed_transaction(error: BaseException | None) -> None:
+        # An unexpected error mid-flush must not poison the next request on this session.
+        if error is not None:
+            db.session.rollback()
+
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     _enable_sqlite_wal(app)
 
+    # Ids in URLs fit the database's 32-bit integer columns; larger ones are simply not found.
+    app.url_map.converters["int"] = BoundedIntegerConverter
     from backend.api import register_api
     from backend.dashboard import blueprint as dashboard
 
@@ -47,6 +57,12 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     limiter.exempt(health.blueprint)
     limiter.exempt(observability.metrics_blueprint)
     return app
+
+
+class BoundedIntegerConverter(IntegerConverter):
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _enable_sqlite_wal(app: APIFlask) -> None:
