@@ -15,8 +15,10 @@ were calibrated on real Cycles renders are next to the constants below.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
+import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -66,6 +68,9 @@ LOW_SAMPLES_NOISE_RATIO = 1.5
 
 # The statistical checks need images large enough to measure.
 MIN_STATISTICS_SIDE_PX = 32
+# Statistics of large images come from about this many pixels, in bands of rows.
+STATISTICS_SAMPLE_PX = 1_000_000
+BAND_ROWS = 4
 
 
 class RejectionReason(StrEnum):
@@ -353,10 +358,29 @@ def display_luminance(pixels: dict[str, np.ndarray]) -> np.ndarray:
 
 def to_display(values: np.ndarray) -> np.ndarray:
     """One channel as float32 in [0, 1] as a display shows it."""
+    if values.dtype.itemsize <= 2 and values.dtype.kind in "uif":
+        # 8- and 16-bit channels (PNG, half-float EXR) have at most 65,536 values: look them up.
+        return _display_table(values.dtype)[
+            values.view(np.uint16 if values.dtype.itemsize == 2 else np.uint8)
+        ]
+    return _to_display(values)
+
+
+def _to_display(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "ui":
         return values.astype(np.float32) / float(np.iinfo(values.dtype).max)
     linear = np.clip(values.astype(np.float32), 0.0, 1.0)
     return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+
+
+@functools.cache
+def _display_table(dtype: np.dtype) -> np.ndarray:
+    """``_to_display`` of every value a 1- or 2-byte channel type can hold, by bit pattern."""
+    codes = np.arange(
+        256 if dtype.itemsize == 1 else 65536, dtype=np.uint8 if dtype.itemsize == 1 else np.uint16
+    )
+    with np.errstate(invalid="ignore"):  # NaN patterns of half floats: rejected earlier anyway
+        return np.nan_to_num(_to_display(codes.view(dtype)).astype(np.float32))
 
 
 def fingerprint(path: str, expected: ExpectedImage) -> str:
@@ -411,32 +435,61 @@ def is_duplicate(first: str, second: str) -> str | None:
 
 
 def image_statistics(luminance: np.ndarray) -> dict[str, float]:
-    """Noise and detail ratio of a luminance image (empty when it is too small)."""
+    """Noise and detail ratio of a luminance image (empty when it is too small).
+
+    Large images are measured on evenly spaced bands of rows (about STATISTICS_SAMPLE_PX
+    pixels in all): every statistic is a mean over pixel neighbourhoods, and a few hundred
+    thousand of them estimate it as well as millions do, at a fraction of the time.
+    """
     height, width = luminance.shape
     if min(width, height) < MIN_STATISTICS_SIDE_PX:
         return {}
-    lum = luminance.astype(np.float64)
+    if luminance.size <= STATISTICS_SAMPLE_PX:
+        bands = luminance[None].astype(np.float64)  # small: the whole image as one band
+    else:
+        bands = _row_bands(luminance).astype(np.float64)  # (bands, 4 rows, width)
     laplacian = (
-        lum[:-2, :-2] - 2 * lum[:-2, 1:-1] + lum[:-2, 2:]
-        - 2 * lum[1:-1, :-2] + 4 * lum[1:-1, 1:-1] - 2 * lum[1:-1, 2:]
-        + lum[2:, :-2] - 2 * lum[2:, 1:-1] + lum[2:, 2:]
+        bands[:, :-2, :-2] - 2 * bands[:, :-2, 1:-1] + bands[:, :-2, 2:]
+        - 2 * bands[:, 1:-1, :-2] + 4 * bands[:, 1:-1, 1:-1] - 2 * bands[:, 1:-1, 2:]
+        + bands[:, 2:, :-2] - 2 * bands[:, 2:, 1:-1] + bands[:, 2:, 2:]
     )  # fmt: skip
     noise = float(np.sqrt(np.pi / 2) * np.abs(laplacian).mean() / 6)
-    near = float(np.square(np.diff(lum, axis=1)).mean() + np.square(np.diff(lum, axis=0)).mean())
-    far = float(np.square(lum[:, 2:] - lum[:, :-2]).mean() + np.square(lum[2:] - lum[:-2]).mean())
+    near = float(np.square(np.diff(bands, axis=2)).mean() + np.square(np.diff(bands, axis=1)).mean())
+    far = float(
+        np.square(bands[:, :, 2:] - bands[:, :, :-2]).mean() + np.square(bands[:, 2:] - bands[:, :-2]).mean()
+    )
     return {"noise": noise, "detail_ratio": far / near if near > 0 else 0.0}
+
+
+def _row_bands(image: np.ndarray) -> np.ndarray:
+    """Bands of 4 consecutive rows starting on even rows, evenly spaced, as (bands, 4, ...):
+    the whole image when it is small."""
+    height, width = image.shape[:2]
+    count = height // BAND_ROWS
+    wanted = max(1, STATISTICS_SAMPLE_PX // (BAND_ROWS * width))
+    stride = max(1, count // wanted)
+    starts = np.arange(0, count, stride) * BAND_ROWS
+    rows = (starts[:, None] + np.arange(BAND_ROWS)[None, :]).ravel()
+    return image[rows].reshape(len(starts), BAND_ROWS, *image.shape[1:])
 
 
 def _nearest_phase_gap(pixels: dict[str, np.ndarray]) -> float:
     """How much more often adjacent pixel pairs repeat at one grid phase than the other."""
-    stacked = np.stack([values for name, values in pixels.items() if _is_color(name)], axis=-1)
+    channels = [values for name, values in pixels.items() if _is_color(name)]
     gaps = []
     for axis in (0, 1):
-        moved = np.moveaxis(stacked, axis, 0)
-        if moved.shape[0] < 4:
+        lines = [np.moveaxis(values, axis, 0) for values in channels]
+        if lines[0].shape[0] < BAND_ROWS:
             continue
-        equal = (moved[:-1] == moved[1:]).all(axis=-1).reshape(moved.shape[0] - 1, -1).mean(axis=1)
-        gaps.append(abs(float(equal[0::2].mean()) - float(equal[1::2].mean())))
+        if lines[0].size <= STATISTICS_SAMPLE_PX:
+            same = np.logical_and.reduce([line[:-1] == line[1:] for line in lines])
+            equal = same.reshape(same.shape[0], -1).mean(axis=1)
+            gaps.append(abs(float(equal[0::2].mean()) - float(equal[1::2].mean())))
+            continue
+        # Bands of 4 lines starting on even lines: pairs (0,1) and (2,3) are one phase, (1,2) the other.
+        bands = [_row_bands(line) for line in lines]
+        same = np.logical_and.reduce([band[:, 1:] == band[:, :-1] for band in bands])
+        gaps.append(abs(float(same[:, 0::2].mean()) - float(same[:, 1].mean())))
     return max(gaps, default=0.0)
 
 
@@ -475,3 +528,72 @@ def _check_copy(
             f"noise {stats['noise']:.4f} is {stats['noise'] / noise_reference:.1f}x the job's"
             f" {noise_reference:.4f}: rendered with far fewer samples",
         )
+
+
+# Spot checks: a crop re-rendered on another node is compared with the same region
+# of the upload. Borders are Blender's render border, fractions of the frame with y
+# measured from the bottom: [min_x, max_x, min_y, max_y].
+
+
+def border_from_pixels(x0: int, x1: int, y0: int, y1: int, width: int, height: int) -> list[float]:
+    """The render border of the pixel rectangle [x0, x1) x [y0, y1) (y from the bottom).
+
+    Blender truncates ``border * size`` to pixels in float32, so a fraction exactly on
+    a pixel edge may land one pixel short; a quarter pixel inside the edge never does.
+    """
+
+    def edge(pixel: int, size: int) -> float:
+        if pixel <= 0:
+            return 0.0
+        if pixel >= size:
+            return 1.0
+        return (pixel + 0.25) / size
+
+    return [edge(x0, width), edge(x1, width), edge(y0, height), edge(y1, height)]
+
+
+def border_to_pixels(border: list[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """(x0, x1, y0, y1) in pixels, y from the bottom, as Blender's border render cuts them."""
+    min_x, max_x, min_y, max_y = (min(max(float(v), 0.0), 1.0) for v in border)
+    return int(min_x * width), int(max_x * width), int(min_y * height), int(max_y * height)
+
+
+def crop_region(
+    pixels: dict[str, np.ndarray], width: int, height: int, border: list[float]
+) -> dict[str, np.ndarray]:
+    """The channels of a decoded full frame cut to a render border (rows are stored top down)."""
+    x0, x1, y0, y1 = border_to_pixels(border, width, height)
+    return {name: values[height - y1 : height - y0, x0:x1] for name, values in pixels.items()}
+
+
+def crops_match(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[bool, float]:
+    """Exact comparison of two crops: (equal, max abs difference over every channel).
+
+    Different channels or shapes never match (difference inf). The same scene, seed
+    and frame on a CPU render bit for bit, so no tolerance is needed.
+    """
+    if set(a) != set(b) or any(a[name].shape != b[name].shape for name in a):
+        return False, float("inf")
+    worst = 0.0
+    for name in a:
+        diff = np.abs(a[name].astype(np.float64) - b[name].astype(np.float64))
+        if diff.size:
+            worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max()))
+    return worst == 0.0, worst
+
+
+SPOT_CHECK_CROP_AREA = 0.01  # each crop is about 1 % of the frame: the check costs about 1 % of a render
+SPOT_CHECK_MIN_CROP_SIDE_PX = 4
+
+
+def choose_crops(width: int, height: int, rng: random.Random, count: int) -> list[list[float]]:
+    """``count`` random crops of about 1 % of the frame each, as render borders on pixel edges."""
+    side = SPOT_CHECK_CROP_AREA**0.5
+    crop_w = min(width, max(SPOT_CHECK_MIN_CROP_SIDE_PX, round(width * side)))
+    crop_h = min(height, max(SPOT_CHECK_MIN_CROP_SIDE_PX, round(height * side)))
+    crops = []
+    for _ in range(count):
+        x0 = rng.randint(0, width - crop_w)
+        y0 = rng.randint(0, height - crop_h)
+        crops.append(border_from_pixels(x0, x0 + crop_w, y0, y0 + crop_h, width, height))
+    return crops

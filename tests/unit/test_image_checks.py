@@ -405,3 +405,41 @@ def test_png_bomb_is_too_large(tmp_path, no_pixel_decoding):
     expected = ExpectedImage("PNG", 1, 1, max_pixels=64 * 64)
 
     assert_rejected(check_render_output(str(path), expected), RejectionReason.TOO_LARGE)
+
+
+def test_large_images_are_measured_on_row_bands_as_well_as_on_every_pixel():
+    from shared import image_checks
+
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:1200, 0:1600].astype(np.float32)
+    smooth = 0.5 + 0.3 * np.sin(x / 90.0) * np.cos(y / 70.0)
+    luminance = np.clip(smooth + rng.normal(0, 0.03, smooth.shape), 0, 1).astype(np.float32)
+    assert luminance.size > image_checks.STATISTICS_SAMPLE_PX  # the banded path
+    banded = image_checks.image_statistics(luminance)
+    whole_bands = luminance[None].astype(np.float64)  # what the small-image path measures
+    assert banded["noise"] == pytest.approx(_full_noise(whole_bands), rel=0.02)
+
+    low = np.clip(smooth[::2, ::2] + rng.normal(0, 0.03, smooth[::2, ::2].shape), 0, 1)
+    nearest = np.repeat(np.repeat(low, 2, axis=0), 2, axis=1)  # a 2x nearest upscale, 1600x1200
+    pixels = {"R": nearest, "G": nearest, "B": nearest}
+    assert image_checks._nearest_phase_gap(pixels) > image_checks.NEAREST_UPSCALE_MIN_PHASE_GAP
+    honest = {"R": luminance, "G": luminance, "B": luminance}
+    assert image_checks._nearest_phase_gap(honest) < 0.05
+
+
+def _full_noise(bands: np.ndarray) -> float:
+    laplacian = (
+        bands[:, :-2, :-2] - 2 * bands[:, :-2, 1:-1] + bands[:, :-2, 2:]
+        - 2 * bands[:, 1:-1, :-2] + 4 * bands[:, 1:-1, 1:-1] - 2 * bands[:, 1:-1, 2:]
+        + bands[:, 2:, :-2] - 2 * bands[:, 2:, 1:-1] + bands[:, 2:, 2:]
+    )  # fmt: skip
+    return float(np.sqrt(np.pi / 2) * np.abs(laplacian).mean() / 6)
+
+
+def test_display_lookup_tables_match_the_direct_conversion():
+    from shared import image_checks
+
+    half = np.random.default_rng(1).uniform(-0.5, 4.0, (64, 64)).astype(np.float16)
+    assert np.allclose(image_checks.to_display(half), image_checks._to_display(half), atol=1e-6)
+    byte = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert np.array_equal(image_checks.to_display(byte), image_checks._to_display(byte))
