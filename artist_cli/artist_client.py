@@ -13,7 +13,7 @@ from typing import Any
 from tqdm.utils import CallbackIOWrapper
 
 from shared import protocol
-from shared.api_client import ApiClient, SigningWallet
+from shared.api_client import ApiClient, ApiError, SigningWallet
 from shared.states import SETTLED_JOB_STATES, SceneState
 
 POLL_INTERVAL_S = 0.5
@@ -41,6 +41,15 @@ class ArtistClient:
 
     def revoke_api_token(self, token_id: str) -> dict[str, Any]:
         return self.api.json("DELETE", f"{protocol.auth_tokens_path()}/{token_id}")
+
+    def stored_scene(self, sha256: str) -> dict[str, Any] | None:
+        """The scene file if this artist already uploaded these bytes (then nothing is sent again)."""
+        try:
+            return self.api.json("GET", protocol.scene_path(sha256))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
 
     def upload_scene(self, path: Path, on_bytes: Callable[[int], None]) -> dict[str, Any]:
         """Stream the file to the backend; ``on_bytes`` is called with each chunk's size."""

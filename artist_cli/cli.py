@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -47,6 +48,11 @@ def open_wallet(keystore: Path | None) -> Wallet:
         return Wallet.open(keystore, password)
     except ValueError as error:
         raise click.ClickException(f"cannot open {keystore}: {error}") from error
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def signed_in_wallet(client: ArtistClient, keystore: Path | None) -> Wallet:
@@ -143,9 +149,14 @@ def submit(
     """Upload SCENE (a packed .blend), show the estimate, lock it from your wallet, and render it."""
     frame_start, frame_end = parse_frames(frames)
     wallet = signed_in_wallet(client, keystore)
-    with tqdm(total=scene.stat().st_size, unit="B", unit_scale=True, desc="upload", file=sys.stderr) as bar:
-        uploaded = client.upload_scene(scene, bar.update)
-    click.echo(f"scene {uploaded['sha256'][:12]} stored; Blender is reading it…", err=True)
+    uploaded = client.stored_scene(file_sha256(scene))  # the same bytes again: nothing to send
+    if uploaded is None:
+        size = scene.stat().st_size
+        with tqdm(total=size, unit="B", unit_scale=True, desc="upload", file=sys.stderr) as bar:
+            uploaded = client.upload_scene(scene, bar.update)
+        click.echo(f"scene {uploaded['sha256'][:12]} stored; Blender is reading it…", err=True)
+    else:
+        click.echo(f"scene {uploaded['sha256'][:12]} already stored; not sent again", err=True)
     analysed = client.wait_for_scene(uploaded["sha256"])
     if analysed["state"] == SceneState.INVALID:
         raise click.ClickException(analysed["error"] or "the scene file is not usable")

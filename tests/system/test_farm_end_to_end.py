@@ -78,6 +78,10 @@ def test_cli_overrides_render_an_exr_at_half_size(start_farm, scene_files, tmp_p
     exr = tmp_path / "frames" / "frame_00002.exr"
     assert check_render_output(str(exr), ExpectedImage("OPEN_EXR", 32, 18)).accepted
 
+    again = ronrender(farm, "submit", str(scene_files["tiny"]), "--frames", "1-1", "--yes", "--no-wait")
+    assert again.returncode == 0, again.stderr
+    assert "already stored; not sent again" in again.stderr  # the same bytes move once
+
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_cli_bad_input_is_a_clear_error(start_farm, scene_files, tmp_path):
