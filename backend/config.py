@@ -42,6 +42,15 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RONRENDER_MAX_FRAME_FAILURES": int(
             env.get("RONRENDER_MAX_FRAME_FAILURES", defaults.MAX_FRAME_FAILURES)
         ),
+        "RONRENDER_SPOT_CHECK_RATE": float(env.get("RONRENDER_SPOT_CHECK_RATE", defaults.SPOT_CHECK_RATE)),
+        "RONRENDER_SPOT_CHECK_RATE_NEW_NODES": float(
+            env.get("RONRENDER_SPOT_CHECK_RATE_NEW_NODES", defaults.SPOT_CHECK_RATE_NEW_NODES)
+        ),
+        "RONRENDER_SPOT_CHECK_WAIT_S": float(
+            env.get("RONRENDER_SPOT_CHECK_WAIT_S", defaults.SPOT_CHECK_WAIT_S)
+        ),
+        # Mixed into the draw of which frames are spot-checked: nodes cannot predict it.
+        "RONRENDER_SPOT_CHECK_SECRET": env.get("RONRENDER_SPOT_CHECK_SECRET", ""),
         "RONRENDER_BLENDER_PYTHON": env.get("RONRENDER_BLENDER_PYTHON", ""),
         **chain_config_from_env(env),
     }

@@ -27,6 +27,17 @@ REPUTATION_SUSPEND_BELOW = 0.5
 # Frames handed back after a failure go only to nodes at least this reputable.
 REPUTATION_FOR_RETRIES = 0.8
 
+# Spot checks: the share of verified-looking frames whose crops another node re-renders
+# first; higher for nodes with few verified frames. A check nobody takes within the
+# wait is skipped and the frame verified as usual, so payment is never blocked.
+SPOT_CHECK_RATE = 0.1
+SPOT_CHECK_RATE_NEW_NODES = 0.5
+SPOT_CHECK_NEW_NODE_FRAMES = 10
+SPOT_CHECK_WAIT_S = 600
+SPOT_CHECK_CROPS = (2, 3)  # as few and as many crops per check
+# A spot check mismatch is a fabricated frame: it weighs as this many rejections.
+REPUTATION_WEIGHT_SPOT_CHECK_MISMATCH = 2
+
 ANALYSIS_TIME_LIMIT_S = 300
 ANALYSIS_QUEUE = "analysis"
 VERIFICATION_QUEUE = "verification"

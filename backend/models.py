@@ -35,6 +35,7 @@ from shared.states import (
     PaymentKind,
     PaymentState,
     SceneState,
+    SpotCheckState,
     TokenKind,
 )
 
@@ -228,6 +229,42 @@ class Attempt(db.Model):
 
     frame: Mapped[Frame] = relationship()
     node: Mapped[Node] = relationship()
+
+
+class SpotCheck(db.Model):
+    """Another node re-renders a few small crops of an uploaded frame; the frame is
+    verified only if they equal the same regions of the upload.
+
+    The checker works under an attempt of its own on the same frame (its lease,
+    heartbeats and sweep are an attempt's); the frame's current attempt stays the
+    checked one, so payment goes to the node that rendered the frame.
+    """
+
+    __tablename__ = "spot_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id"), index=True)
+    checked_attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), index=True)
+    state: Mapped[SpotCheckState] = mapped_column(
+        _enum(SpotCheckState), default=SpotCheckState.PENDING, index=True
+    )
+    # Render borders [min_x, max_x, min_y, max_y], fractions of the frame on pixel edges.
+    crops: Mapped[list[list[float]]] = mapped_column(JSON)
+    # The content address of each crop the checker uploaded (None until it arrives).
+    crop_sha256s: Mapped[list[str | None]] = mapped_column(JSON, default=list)
+    checker_node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id"), nullable=True)
+    checker_attempt_id: Mapped[int | None] = mapped_column(
+        ForeignKey("attempts.id"), nullable=True, index=True
+    )
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A second check of the same crops by a third wallet, opened when the first one
+    # found a mismatch, so that one dishonest checker cannot reject an honest frame.
+    confirms_spot_check_id: Mapped[int | None] = mapped_column(ForeignKey("spot_checks.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    frame: Mapped[Frame] = relationship()
+    checked_attempt: Mapped[Attempt] = relationship(foreign_keys=[checked_attempt_id])
 
 
 class Payment(db.Model):

@@ -32,6 +32,10 @@ def enqueue_verification(attempt_id: int) -> None:
     get_queue(defaults.VERIFICATION_QUEUE).enqueue("backend.tasks.verify_attempt", attempt_id)
 
 
+def enqueue_spot_check_comparison(spot_check_id: int) -> None:
+    get_queue(defaults.VERIFICATION_QUEUE).enqueue("backend.tasks.compare_spot_check", spot_check_id)
+
+
 def _escrow_retry() -> Retry:
     """Chain calls that fail for want of an answer are tried again, with growing pauses."""
     intervals = list(defaults.ESCROW_RETRY_INTERVALS_S)

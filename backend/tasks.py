@@ -35,6 +35,13 @@ def verify_attempt(attempt_id: int) -> None:
         verification.verify_attempt(attempt_id)
 
 
+def compare_spot_check(spot_check_id: int) -> None:
+    from backend.services import spot_checks
+
+    with _app_context():
+        spot_checks.compare(spot_check_id)
+
+
 def lock_job_escrow(job_id: str) -> None:
     from backend.services import payments
 

@@ -15,8 +15,8 @@ from .vendor.states import FINAL_JOB_STATES, DeviceType, FrameState, JobState, O
 WEI_PER_RON = 10**18
 RON_DECIMALS = 18
 
-# Frame states in which a node is working on the frame.
-IN_FLIGHT_FRAME_STATES = (FrameState.ASSIGNED, FrameState.RENDERING, FrameState.UPLOADED)
+# Frame states in which a node is working on the frame (CHECKING: another node spot-checks it).
+IN_FLIGHT_FRAME_STATES = (FrameState.ASSIGNED, FrameState.RENDERING, FrameState.UPLOADED, FrameState.CHECKING)
 CANCELLABLE_JOB_STATES = frozenset(state for state in JobState if state not in FINAL_JOB_STATES)
 # Job states that wait for the artist (to accept, or to accept again after a deposit).
 NEEDS_ARTIST_JOB_STATES = frozenset({"AWAITING_ACCEPTANCE", "AWAITING_PAYMENT"})

@@ -162,6 +162,24 @@ class BackendClient:
 
         self._retrying(send)
 
+    def upload_crop(self, assignment: FrameAssignment, index: int, path: Path) -> None:
+        """One re-rendered crop of a spot check, under the check's lease."""
+        headers = {
+            protocol.LEASE_TOKEN_HEADER: assignment.lease_token,
+            "Content-Type": "application/octet-stream",
+        }
+
+        def send() -> Any:
+            with open(path, "rb") as handle:
+                return self.api.request(
+                    "PUT",
+                    protocol.attempt_crop_path(assignment.attempt_id, index),
+                    data=handle,
+                    headers=headers,
+                )
+
+        self._retrying(send)
+
     def report_failure(self, assignment: FrameAssignment, reason: str, log_tail: str) -> None:
         headers = {protocol.LEASE_TOKEN_HEADER: assignment.lease_token}
         body = {"reason": reason, "log_tail": log_tail}

@@ -120,11 +120,17 @@ class BlenderSession:
         *,
         on_progress: Callable[[RenderProgress], None],
         cancel: threading.Event,
+        border: tuple[float, float, float, float] | None = None,
     ) -> RenderResult:
-        """Render the assigned frame into ``output_dir``; never raises for Blender's failures."""
+        """Render the assigned frame into ``output_dir``; never raises for Blender's failures.
+
+        With ``border`` (a spot check) only that crop of the frame is rendered, on the CPU.
+        """
         started = time.monotonic()
         extension = OUTPUT_EXTENSIONS[assignment.settings.output_format]
         name = f"frame_{assignment.frame_number:05d}{extension}"
+        if border is not None:
+            name = f"crop_{assignment.frame_number:05d}{extension}"
         output_path = output_dir / name
         child_output = self.work_dir / "out" / name  # the child writes only under its own directory
         child_output.unlink(missing_ok=True)
@@ -139,7 +145,9 @@ class BlenderSession:
                 self._start(key, scene_path, assignment.settings, cancel, deadline)
             else:  # a kept-up child: its start (how the scene opened) belongs in this frame's log too
                 self._log = [*self._startup_log, "RonRender: Blender kept up from an earlier frame"]
-            request = {"frame": assignment.frame_number, "output_path": str(child_output)}
+            request: dict[str, Any] = {"frame": assignment.frame_number, "output_path": str(child_output)}
+            if border is not None:
+                request["border"] = list(border)
             assert self._process is not None and self._process.stdin is not None
             self._process.stdin.write(json.dumps(request) + "\n")
             self._process.stdin.flush()

@@ -31,6 +31,7 @@ class SlotCounters:
     """What a slot did since the node started, for the status table."""
 
     uploaded: int = 0
+    checked: int = 0  # spot checks of other nodes' frames
     failed: dict[str, int] = field(default_factory=dict)
     blocked: int = 0
 
@@ -159,6 +160,9 @@ class SlotWorker(threading.Thread):
             assignment.job_id,
         )
         try:
+            if assignment.is_spot_check:
+                self._spot_check(assignment, attempt_dir, active)
+                return
             with self.scenes.use(assignment.scene_sha256) as scene_path:
                 result = self.blender.render(
                     assignment, scene_path, attempt_dir, on_progress=self._progress, cancel=active.cancel
@@ -187,6 +191,37 @@ class SlotWorker(threading.Thread):
             self.active = None
             self.on_change()
             shutil.rmtree(attempt_dir, ignore_errors=True)
+
+    def _spot_check(self, assignment: FrameAssignment, attempt_dir: Path, active: ActiveFrame) -> None:
+        """Re-render each crop of another node's frame (same Blender, same settings, on the
+        CPU) and upload it; the backend compares them with that node's upload."""
+        log.info(
+            "slot %s: spot check of frame %d of job %s (%d crops)",
+            self.spec.name, assignment.frame_number, assignment.job_id, len(assignment.crops),
+        )  # fmt: skip
+        with self.scenes.use(assignment.scene_sha256) as scene_path:
+            for index, border in enumerate(assignment.crops):
+                result = self.blender.render(
+                    assignment,
+                    scene_path,
+                    attempt_dir,
+                    on_progress=self._progress,
+                    cancel=active.cancel,
+                    border=border,
+                )
+                if self.stop.is_set():
+                    self._hand_back(assignment)
+                    return
+                if active.cancel.is_set():
+                    log.info("spot check of frame %d withdrawn by the backend", assignment.frame_number)
+                    return
+                if result.output_path is None:
+                    self._report_failure(assignment, result)
+                    return
+                self.client.upload_crop(assignment, index, result.output_path)
+                result.output_path.unlink(missing_ok=True)
+        self.counters.checked += 1
+        log.info("slot %s: spot check of frame %d uploaded", self.spec.name, assignment.frame_number)
 
     def _progress(self, progress: RenderProgress) -> None:
         active = self.active

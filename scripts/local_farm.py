@@ -53,6 +53,7 @@ class LocalFarm:
         heartbeat_interval_s: float = 15.0,
         offline_after_s: float = 180.0,
         sweep_interval_s: float = 10.0,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
@@ -73,6 +74,7 @@ class LocalFarm:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        self.env.update(extra_env or {})  # e.g. RONRENDER_SPOT_CHECK_RATE for a test
         if database_url:
             self.env["RONRENDER_DATABASE_URL"] = database_url
         self.queue_prefix = queue_prefix
@@ -90,7 +92,11 @@ class LocalFarm:
         self.env["RONRENDER_ADMIN_TOKEN"] = self.admin_token
 
     def __enter__(self) -> LocalFarm:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # __exit__ will not run: stop what did start
+            raise
         return self
 
     def __exit__(

@@ -102,6 +102,10 @@ def attempt_output_path(attempt_id: int) -> str:
     return f"{API_PREFIX}/attempts/{attempt_id}/output"
 
 
+def attempt_crop_path(attempt_id: int, index: int) -> str:
+    return f"{API_PREFIX}/attempts/{attempt_id}/crops/{index}"
+
+
 def attempt_failure_path(attempt_id: int) -> str:
     return f"{API_PREFIX}/attempts/{attempt_id}/failure"
 
@@ -124,7 +128,9 @@ class RenderSettings:
 
 @dataclass(frozen=True)
 class FrameAssignment:
-    """A claim's answer: one frame under one lease."""
+    """A claim's answer: one frame under one lease. ``kind`` "SPOT_CHECK": render only
+    the ``crops`` (render borders [min_x, max_x, min_y, max_y]) of the frame, on the CPU,
+    and upload each to the attempt's crops."""
 
     attempt_id: int
     lease_token: str
@@ -134,6 +140,12 @@ class FrameAssignment:
     scene_size_bytes: int
     settings: RenderSettings
     time_limit_s: int
+    kind: str = "FRAME"
+    crops: tuple[tuple[float, float, float, float], ...] = ()
+
+    @property
+    def is_spot_check(self) -> bool:
+        return self.kind == "SPOT_CHECK"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FrameAssignment:
@@ -146,6 +158,8 @@ class FrameAssignment:
             scene_size_bytes=data["scene_size_bytes"],
             settings=RenderSettings(**data["settings"]),
             time_limit_s=data["time_limit_s"],
+            kind=data.get("kind", "FRAME"),
+            crops=tuple(tuple(float(v) for v in crop) for crop in data.get("crops") or ()),  # type: ignore[misc]
         )
 
 

@@ -43,12 +43,15 @@ class FrameState(StrEnum):
 
     A rejected render output sends the frame back to PENDING (the attempt keeps
     the REJECTED outcome); after too many failed attempts the frame is FAILED.
+    CHECKING: the output passed every check on the file, and another node is
+    re-rendering crops of it (a spot check) before it is verified and paid.
     """
 
     PENDING = "PENDING"
     ASSIGNED = "ASSIGNED"
     RENDERING = "RENDERING"
     UPLOADED = "UPLOADED"
+    CHECKING = "CHECKING"
     VERIFIED = "VERIFIED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -71,6 +74,15 @@ FRAME_TRANSITIONS: dict[FrameState, frozenset[FrameState]] = {
         {FrameState.UPLOADED, FrameState.PENDING, FrameState.FAILED, FrameState.CANCELLED}
     ),
     FrameState.UPLOADED: frozenset(
+        {
+            FrameState.CHECKING,
+            FrameState.VERIFIED,
+            FrameState.PENDING,
+            FrameState.FAILED,
+            FrameState.CANCELLED,
+        }
+    ),
+    FrameState.CHECKING: frozenset(
         {FrameState.VERIFIED, FrameState.PENDING, FrameState.FAILED, FrameState.CANCELLED}
     ),
     FrameState.VERIFIED: frozenset(),
@@ -84,11 +96,31 @@ def states_leading_to(target: FrameState) -> frozenset[FrameState]:
     return frozenset(state for state, nexts in FRAME_TRANSITIONS.items() if target in nexts)
 
 
+class SpotCheckState(StrEnum):
+    """A spot check of one uploaded frame: waiting for a checker node, taken by one,
+    then passed (the frame is verified), failed (the upload is rejected) or skipped
+    (nobody took it in time, or the checker failed: the frame is verified as usual)."""
+
+    PENDING = "PENDING"
+    ASSIGNED = "ASSIGNED"
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+class AssignmentKind(StrEnum):
+    """What a claim hands out: a frame to render, or crops of another node's frame to re-render."""
+
+    FRAME = "FRAME"
+    SPOT_CHECK = "SPOT_CHECK"
+
+
 class AttemptOutcome(StrEnum):
     """What became of one lease: still open, or how it ended."""
 
     OPEN = "OPEN"
     UPLOADED = "UPLOADED"
+    CHECKING = "CHECKING"
     VERIFIED = "VERIFIED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"

@@ -149,6 +149,9 @@ def app(database_url: str, tmp_path: Path, chain: LocalChain, escrow: dict[str, 
             "RONRENDER_QUEUE_PREFIX": f"rr-test-{uuid.uuid4().hex[:8]}",
             "RONRENDER_RATE_LIMIT": "",  # tests/backend/test_access.py turns it on where it is the subject
             "RONRENDER_ADMIN_ADDRESSES": [address_of(ADMIN_KEY)],
+            # spot checks hold frames back; tests/backend/test_spot_checks.py turns them on
+            "RONRENDER_SPOT_CHECK_RATE": 0.0,
+            "RONRENDER_SPOT_CHECK_RATE_NEW_NODES": 0.0,
         }
     )
     with app.app_context():

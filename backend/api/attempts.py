@@ -15,7 +15,7 @@ from backend.api.schemas import AttemptOut, FailureIn
 from backend.errors import NotFound, UploadTooLarge
 from backend.extensions import db
 from backend.models import Attempt, Node
-from backend.services import render_outputs
+from backend.services import render_outputs, spot_checks
 from shared.protocol import API_PREFIX, LEASE_TOKEN_HEADER
 
 blueprint = APIBlueprint("attempts", __name__, url_prefix=f"{API_PREFIX}/attempts", tag="Attempts")
@@ -42,6 +42,20 @@ def upload_output(attempt_id: int) -> Any:
     if request.content_length is not None and request.content_length > limit:
         raise UploadTooLarge(limit)
     return render_outputs.receive_output(attempt_id, _lease_token(attempt_id), request.stream)
+
+
+@blueprint.put("/<int:attempt_id>/crops/<int:index>")
+@blueprint.auth_required(bearer)
+@blueprint.output(AttemptOut, status_code=202)
+@blueprint.doc(
+    summary="Upload one crop of a spot check (raw PNG or EXR bytes); compared once all arrived",
+    responses={409: "The lease is no longer held", 413: "Too large"},
+)
+def upload_crop(attempt_id: int, index: int) -> Any:
+    limit = current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"]
+    if request.content_length is not None and request.content_length > limit:
+        raise UploadTooLarge(limit)
+    return spot_checks.receive_crop(attempt_id, _lease_token(attempt_id), index, request.stream)
 
 
 @blueprint.post("/<int:attempt_id>/failure")

@@ -86,8 +86,8 @@ def heartbeat(node_id: str, json_data: dict[str, Any]) -> Any:
 @blueprint.input(ClaimIn, arg_name="json_data")
 @blueprint.output(AssignmentOut)
 @blueprint.doc(
-    summary="Ask for work: one frame under a new lease",
-    responses={200: "A frame to render", 204: "No work that fits this node now"},
+    summary="Ask for work: one frame (or a spot check's crops of one) under a new lease",
+    responses={200: "A frame, or crops of a frame, to render", 204: "No work that fits this node now"},
 )
 def claim(node_id: str, json_data: dict[str, Any]) -> Any:
     _my_node(node_id)
@@ -98,6 +98,8 @@ def claim(node_id: str, json_data: dict[str, Any]) -> Any:
         return "", 204
     job = claimed.job
     return {
+        "kind": claimed.kind,
+        "crops": claimed.crops or [],
         "attempt_id": claimed.attempt.id,
         "lease_token": claimed.attempt.lease_token,
         "artist_address": job.artist_address,

@@ -10,6 +10,9 @@ from apiflask.validators import Length, OneOf, Range, Regexp
 from backend.services import reputation
 from shared.states import DeviceType, OutputFormat, RenderEngine
 
+# Integers land in 32- and 64-bit database columns; larger ones are refused up front.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 SHA256 = Regexp(r"^[0-9a-f]{64}$", error="must be a lowercase hex sha256")
 ADDRESS = Regexp(r"^0x[0-9a-fA-F]{40}$", error="must be a 0x-prefixed 20-byte address")
 
@@ -31,15 +34,15 @@ class SceneOut(Schema):
 
 class JobCreateIn(Schema):
     scene_sha256 = String(required=True, validate=SHA256)
-    frame_start = Integer(load_default=None)
-    frame_end = Integer(load_default=None)
-    frame_step = Integer(load_default=None, validate=Range(min=1))
+    frame_start = Integer(load_default=None, validate=Range(min=-INT32_MAX, max=INT32_MAX))
+    frame_end = Integer(load_default=None, validate=Range(min=-INT32_MAX, max=INT32_MAX))
+    frame_step = Integer(load_default=None, validate=Range(min=1, max=INT32_MAX))
     engine = String(load_default=None, validate=OneOf([e.value for e in RenderEngine]))
     samples = Integer(load_default=None, validate=Range(min=1, max=1_000_000))
     resolution_percentage = Integer(load_default=None, validate=Range(min=1, max=1000))
     output_format = String(load_default=None, validate=OneOf([f.value for f in OutputFormat]))
     required_device = String(load_default=None, validate=OneOf([d.value for d in DeviceType]))
-    required_memory_bytes = Integer(load_default=0, validate=Range(min=0))
+    required_memory_bytes = Integer(load_default=0, validate=Range(min=0, max=INT64_MAX))
 
 
 class JobOut(Schema):
@@ -90,20 +93,23 @@ class FramesOut(Schema):
 class GpuIn(Schema):
     name = String(required=True, validate=Length(max=128))
     backend = String(required=True, validate=Length(max=16))
-    memory_bytes = Integer(load_default=0, validate=Range(min=0))
+    memory_bytes = Integer(load_default=0, validate=Range(min=0, max=INT64_MAX))
 
 
 class SlotIn(Schema):
     name = String(required=True, validate=Length(min=1, max=64))
     device_type = String(required=True, validate=OneOf([d.value for d in DeviceType]))
-    memory_bytes = Integer(load_default=0, validate=Range(min=0))
+    memory_bytes = Integer(load_default=0, validate=Range(min=0, max=INT64_MAX))
 
 
 class NodeRegisterIn(Schema):
     name = String(required=True, validate=Length(min=1, max=128))
-    cpu_cores = Integer(required=True, validate=Range(min=1))
-    memory_bytes = Integer(required=True, validate=Range(min=0))
-    blender_version = String(required=True, validate=Regexp(r"^\d+\.\d+"))
+    cpu_cores = Integer(required=True, validate=Range(min=1, max=INT32_MAX))
+    memory_bytes = Integer(required=True, validate=Range(min=0, max=INT64_MAX))
+    blender_version = String(
+        required=True,
+        validate=[Length(max=32), Regexp(r"^[0-9]+\.[0-9]+(\.[0-9]+)?( [ -~]*)?$", error="like 4.5.1 LTS")],
+    )
     gpus = List(Nested(GpuIn), load_default=list)
     payout_address = String(
         load_default=None,
@@ -112,7 +118,9 @@ class NodeRegisterIn(Schema):
     )
     sandboxed = Boolean(load_default=False, metadata={"description": "Renders run in a sandbox"})
     benchmark_ms = Integer(
-        load_default=None, validate=Range(min=1), metadata={"description": "The first-start benchmark render"}
+        load_default=None,
+        validate=Range(min=1, max=INT32_MAX),
+        metadata={"description": "The first-start benchmark render"},
     )
     slots = List(Nested(SlotIn), load_default=list, validate=Length(max=64))
 
@@ -140,7 +148,7 @@ class NodeOut(Schema):
 
 
 class SlotProgressIn(Schema):
-    attempt_id = Integer(required=True)
+    attempt_id = Integer(required=True, validate=Range(min=0, max=INT32_MAX))
     lease_token = String(required=True, validate=Length(max=64))
     progress = Float(required=True, validate=Range(min=0.0, max=1.0))
     detail = String(load_default="", validate=Length(max=128))
@@ -171,6 +179,16 @@ class ClaimIn(Schema):
 
 
 class AssignmentOut(Schema):
+    kind = String(
+        metadata={
+            "description": "FRAME: render the frame and upload it; SPOT_CHECK: render each crop"
+            " (on the CPU) and upload it to the attempt's crops"
+        }
+    )
+    crops = List(
+        List(Float()),
+        metadata={"description": "Render borders [min_x, max_x, min_y, max_y], fractions of the frame"},
+    )
     attempt_id = Integer()
     artist_address = String(allow_none=True, metadata={"description": "The paying wallet of the job"})
     lease_token = String()
@@ -240,11 +258,11 @@ class JobsOut(Schema):
 
 
 class UploadStartIn(Schema):
-    size_bytes = Integer(required=True, validate=Range(min=1))
+    size_bytes = Integer(required=True, validate=Range(min=1, max=INT64_MAX))
 
 
 class UploadChunkQuery(Schema):
-    offset = Integer(required=True, validate=Range(min=0))
+    offset = Integer(required=True, validate=Range(min=0, max=INT64_MAX))
 
 
 class UploadOut(Schema):

@@ -84,6 +84,16 @@ def probe_render(scene: bpy.types.Scene, output_path: str) -> dict[str, object]:
     }
 
 
+def _crops_render_exactly(scene: bpy.types.Scene) -> bool:
+    """Whether a Cycles border crop of this scene equals the same region of the full frame
+    bit for bit (what a spot check compares): not with the denoiser or the compositor,
+    which both look at neighbouring pixels."""
+    if scene.cycles.use_denoising:
+        return False
+    uses_nodes = getattr(scene, "use_nodes", False) or getattr(scene, "compositing_node_group", None)
+    return not (scene.render.use_compositing and uses_nodes)
+
+
 def inspect(scene_path: str, probe_path: str) -> dict[str, object]:
     bpy.ops.wm.open_mainfile(filepath=scene_path, load_ui=False, use_scripts=False)
     scene = bpy.context.scene
@@ -115,6 +125,7 @@ def inspect(scene_path: str, probe_path: str) -> dict[str, object]:
         "scripts_blocked": bool(bpy.app.autoexec_fail),
         "missing_files": _missing_files(),
         "animated": _is_animated(),
+        "crops_render_exactly": _crops_render_exactly(scene),
     }
     if scene.camera is not None and not facts["missing_files"]:
         facts["probe"] = probe_render(scene, probe_path)

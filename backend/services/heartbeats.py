@@ -10,6 +10,7 @@ from flask import current_app
 
 from backend.extensions import db
 from backend.models import Attempt, utc_now
+from backend.services import spot_checks
 from backend.services.frame_transitions import transition_frame
 from backend.services.matchmaker import get_node
 from shared.states import AttemptOutcome, FrameState, NodeState
@@ -30,14 +31,14 @@ def record_heartbeat(node_id: str, slots: list[dict[str, Any]]) -> list[int]:
             or attempt.node_id != node.id
             or not secrets.compare_digest(attempt.lease_token, slot["lease_token"])
             or attempt.outcome != AttemptOutcome.OPEN
-            or attempt.frame.current_attempt_id != attempt.id
+            or (attempt.frame.current_attempt_id != attempt.id and not spot_checks.holds_live_check(attempt))
         ):
             abandon.append(slot["attempt_id"])
             continue
         attempt.progress = max(0.0, min(1.0, float(slot["progress"])))
         attempt.progress_detail = str(slot.get("detail", ""))[:128]
         attempt.lease_expires_at = now + timedelta(seconds=lease_s)
-        if attempt.frame.state == FrameState.ASSIGNED:
+        if attempt.frame.state == FrameState.ASSIGNED and attempt.frame.current_attempt_id == attempt.id:
             transition_frame(attempt.frame_id, FrameState.RENDERING, expect=[FrameState.ASSIGNED])
     db.session.commit()
     return abandon

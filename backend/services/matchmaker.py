@@ -22,9 +22,9 @@ from backend import defaults, observability
 from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, utc_now
-from backend.services import reputation
+from backend.services import reputation, spot_checks
 from backend.services.frame_transitions import transition_frame
-from shared.states import AttemptOutcome, DeviceType, FrameState, JobState, NodeState
+from shared.states import AssignmentKind, AttemptOutcome, DeviceType, FrameState, JobState, NodeState
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class Claim:
     attempt: Attempt
     frame: Frame
     job: Job
+    kind: AssignmentKind = AssignmentKind.FRAME
+    crops: list[list[float]] | None = None  # render borders, for a spot check
 
 
 def blender_version_number(version: str) -> int:
@@ -117,8 +119,9 @@ def claim_frame(
 ) -> Claim | None:
     """Give the node one frame under a new lease, or None when nothing fits.
 
-    Frames handed back after a miss come first, and go only to reputable nodes;
-    a suspended node gets nothing.
+    A waiting spot check of another wallet's frame comes first (it is small, and a
+    frame's payment waits on it); then frames handed back after a miss, which go
+    only to reputable nodes; a suspended node gets nothing.
     """
     node = get_node(node_id)
     if node.suspended_reason:
@@ -126,6 +129,19 @@ def claim_frame(
     now = utc_now()
     node.last_heartbeat_at = now
     node.state = NodeState.ONLINE
+    checked = spot_checks.claim_spot_check(
+        node, now, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists
+    )
+    if checked is not None:
+        spot_check, attempt = checked
+        frame = spot_check.frame
+        return Claim(
+            attempt=attempt,
+            frame=frame,
+            job=frame.job,
+            kind=AssignmentKind.SPOT_CHECK,
+            crops=spot_check.crops,
+        )
     candidates = (
         select(Frame.id)
         .join(Job, Job.id == Frame.job_id)

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from backend import queues
 from backend.extensions import db
-from backend.models import Attempt, Job, Payment, SceneFile, utc_now
-from shared.states import AttemptOutcome, JobState, PaymentKind, PaymentState, SceneState
+from backend.models import Attempt, Job, Payment, SceneFile, SpotCheck, utc_now
+from shared.states import AttemptOutcome, JobState, PaymentKind, PaymentState, SceneState, SpotCheckState
 
 MARKER_KEY = "reconciled"
 # Work older than this without moving on is queued again even if Redis kept its entries.
@@ -37,8 +37,14 @@ def reconcile(force: bool = False) -> int:
     ):
         queues.enqueue_scene_analysis(sha256)
         count += 1
+    # an upload waiting for a node to take its spot check has nothing to verify yet
+    waiting_for_checker = select(SpotCheck.frame_id).where(SpotCheck.state == SpotCheckState.PENDING)
     for attempt_id in db.session.scalars(
-        select(Attempt.id).where(Attempt.outcome == AttemptOutcome.UPLOADED, Attempt.ended_at <= cutoff)
+        select(Attempt.id).where(
+            Attempt.outcome == AttemptOutcome.UPLOADED,
+            Attempt.ended_at <= cutoff,
+            Attempt.frame_id.not_in(waiting_for_checker),
+        )
     ):
         queues.enqueue_verification(attempt_id)
         count += 1

@@ -12,7 +12,7 @@ from backend import queues
 from backend.errors import LeaseNotHeld, NotFound
 from backend.extensions import db
 from backend.models import Attempt, utc_now
-from backend.services import job_lifecycle, reputation
+from backend.services import job_lifecycle, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
 from shared.states import AttemptOutcome, FrameState
@@ -64,6 +64,9 @@ def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Attem
 
 def report_failure(attempt_id: int, lease_token: str, reason: str, log_tail: str) -> Attempt:
     """The node could not render the frame: record why and let another node try."""
+    checker = _live_checker(attempt_id, lease_token)
+    if checker is not None:
+        return spot_checks.checker_failed(checker, reason, log_tail)
     attempt = live_attempt(attempt_id, lease_token)
     attempt.outcome = AttemptOutcome.FAILED
     attempt.reason = reason[:2000]
@@ -78,9 +81,20 @@ def report_failure(attempt_id: int, lease_token: str, reason: str, log_tail: str
 
 def release_attempt(attempt_id: int, lease_token: str) -> Attempt:
     """The node hands its frame back (it is stopping); no failure is counted."""
+    checker = _live_checker(attempt_id, lease_token)
+    if checker is not None:
+        return spot_checks.checker_released(checker)
     attempt = live_attempt(attempt_id, lease_token)
     attempt.outcome = AttemptOutcome.RELEASED
     attempt.ended_at = utc_now()
     requeue_or_fail(attempt.frame, counts_as_failure=False, reason=None)
     db.session.commit()
     return attempt
+
+
+def _live_checker(attempt_id: int, lease_token: str) -> Attempt | None:
+    """The attempt, if it is a spot checker's under a live lease (its frame is another's)."""
+    attempt = db.session.get(Attempt, attempt_id)
+    if attempt is None or spot_checks.checked_by(attempt) is None:
+        return None
+    return spot_checks.live_checker_attempt(attempt_id, lease_token)[0]

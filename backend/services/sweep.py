@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from backend.extensions import db
 from backend.models import Attempt, Frame, Node, utc_now
-from backend.services import job_lifecycle, reputation
+from backend.services import job_lifecycle, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail
 from shared.states import AttemptOutcome, FrameState, NodeState
 
@@ -23,6 +23,7 @@ LIVE_FRAME_STATES = (FrameState.ASSIGNED, FrameState.RENDERING)
 class SweepReport:
     nodes_offline: list[str] = field(default_factory=list)
     frames_requeued: list[tuple[str, int]] = field(default_factory=list)
+    spot_checks_skipped: list[int] = field(default_factory=list)
 
 
 def sweep(now: datetime | None = None) -> SweepReport:
@@ -61,6 +62,7 @@ def sweep(now: datetime | None = None) -> SweepReport:
     for attempt in _open_attempts(Attempt.started_at < now - time_limit):
         reason = f"no result within the frame's time limit of {int(time_limit.total_seconds())} s"
         _end(attempt, reputation.Outcome.TIMED_OUT, reason, report, counts_as_failure=True)
+    report.spot_checks_skipped = spot_checks.sweep(now)  # after the leases above ended
     return report
 
 

@@ -19,12 +19,12 @@ from sqlalchemy import select
 
 from backend import observability
 from backend.extensions import db
-from backend.models import Attempt, Frame, Job
-from backend.services import job_lifecycle, payments, reputation
+from backend.models import Attempt, Frame, Job, SpotCheck
+from backend.services import job_lifecycle, payments, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
 from shared.image_checks import ExpectedImage, RejectionReason, check_render_output
-from shared.states import AttemptOutcome, FrameState
+from shared.states import AttemptOutcome, FrameState, SpotCheckState
 from shared.thumbnails import make_thumbnail
 
 # The statistical checks start once this many frames of the job are verified.
@@ -41,30 +41,36 @@ def verify_attempt(attempt_id: int) -> None:
     if attempt is None or attempt.outcome != AttemptOutcome.UPLOADED:
         return  # already judged: verification is idempotent
     frame = attempt.frame
+    if frame.state == FrameState.CHECKING:
+        # its spot check decides; a lost comparison task is queued again from here
+        spot_check = db.session.scalar(
+            select(SpotCheck.id).where(
+                SpotCheck.frame_id == frame.id, SpotCheck.state == SpotCheckState.ASSIGNED
+            )
+        )
+        if spot_check is not None:
+            spot_checks.compare(spot_check)
+        return
+    if attempt.output_sha256 is None:
+        return  # a spot checker's crops, compared by its spot check
     job = frame.job
-    assert attempt.output_sha256 is not None
     output_path = str(storage().path_for(attempt.output_sha256))
     expected = expected_image(job, frame, attempt)
     verdict = check_render_output(output_path, expected)
     observability.record_verdict(verdict.accepted, verdict.reason)
     attempt.output_fingerprint = verdict.fingerprint
     if verdict.accepted:
-        verified = transition_frame(
-            frame.id,
-            FrameState.VERIFIED,
+        if frame.state == FrameState.UPLOADED and spot_checks.open_spot_check(
+            attempt, output_fingerprint=verdict.fingerprint, output_stats=verdict.stats or None
+        ):
+            return  # verified (and paid) once another node's crops equal it
+        _accept(
+            attempt,
             expect=[FrameState.UPLOADED],
-            output_sha256=attempt.output_sha256,
             output_fingerprint=verdict.fingerprint,
             output_stats=verdict.stats or None,
             thumbnail_sha256=_store_thumbnail(output_path, expected),
         )
-        attempt.outcome = AttemptOutcome.VERIFIED if verified else AttemptOutcome.CANCELLED
-        if verified:
-            reputation.record(attempt.node, reputation.Outcome.VERIFIED)
-        db.session.commit()
-        if verified:
-            log.info("frame verified", extra=_ids(attempt))
-            payments.record_release(frame.id)
     else:
         attempt.outcome = AttemptOutcome.REJECTED
         attempt.reason = f"{verdict.reason}: {verdict.detail}"
@@ -73,8 +79,35 @@ def verify_attempt(attempt_id: int) -> None:
             requeue_or_fail(frame, counts_as_failure=True, reason=attempt.reason)
         db.session.commit()
         log.info("frame rejected: %s", attempt.reason, extra=_ids(attempt))
-        _drop_unreferenced_output(attempt.output_sha256)
+        drop_unreferenced_output(attempt.output_sha256)
     job_lifecycle.finish_job_if_done(job.id)
+
+
+def verify_checked_frame(attempt: Attempt) -> None:
+    """A frame that waited for its spot check (passed, or skipped) is verified and paid."""
+    frame = attempt.frame
+    if attempt.outcome != AttemptOutcome.UPLOADED or frame.state != FrameState.CHECKING:
+        return
+    assert attempt.output_sha256 is not None
+    output_path = str(storage().path_for(attempt.output_sha256))
+    thumbnail = _store_thumbnail(output_path, expected_image(frame.job, frame, attempt))
+    _accept(attempt, expect=[FrameState.CHECKING], thumbnail_sha256=thumbnail)
+    job_lifecycle.finish_job_if_done(frame.job_id)
+
+
+def _accept(attempt: Attempt, *, expect: list[FrameState], **frame_values: object) -> None:
+    """The frame is verified with this attempt's output, and its release recorded."""
+    frame = attempt.frame
+    verified = transition_frame(
+        frame.id, FrameState.VERIFIED, expect=expect, output_sha256=attempt.output_sha256, **frame_values
+    )
+    attempt.outcome = AttemptOutcome.VERIFIED if verified else AttemptOutcome.CANCELLED
+    if verified:
+        reputation.record(attempt.node, reputation.Outcome.VERIFIED)
+    db.session.commit()
+    if verified:
+        log.info("frame verified", extra=_ids(attempt))
+        payments.record_release(frame.id)
 
 
 def _ids(attempt: Attempt) -> dict[str, object]:
@@ -136,7 +169,7 @@ def _store_thumbnail(path: str, expected: ExpectedImage) -> str | None:
     return storage().save_stream(io.BytesIO(png), max_bytes=len(png)).sha256
 
 
-def _drop_unreferenced_output(sha256: str) -> None:
+def drop_unreferenced_output(sha256: str) -> None:
     """Delete a rejected output unless a verified frame or a waiting upload holds the same bytes."""
     verified = select(Frame.id).where(Frame.output_sha256 == sha256)
     awaiting = select(Attempt.id).where(

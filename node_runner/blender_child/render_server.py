@@ -2,7 +2,9 @@
 once (scripts kept from running), applies the job's overrides in memory once,
 then renders one frame per request.
 
-Requests arrive as JSON lines on stdin: {"frame": N, "output_path": "..."}.
+Requests arrive as JSON lines on stdin: {"frame": N, "output_path": "..."}, and for a
+spot check also "border": [min_x, max_x, min_y, max_y]: only that crop is rendered,
+on the CPU (a CPU render reproduces an honest CPU upload bit for bit).
 Each answer is one JSON line written to the file descriptor named on the command
 line, so Blender's own log on stdout never mixes with answers.
 
@@ -64,6 +66,34 @@ def select_device(scene: bpy.types.Scene, device: dict) -> None:
     print(f"RonRender: rendering on {device['backend']} device {device['device_id']}", flush=True)
 
 
+def render_crop(scene: bpy.types.Scene, border: list[float]) -> None:
+    """Render one border crop of the current frame on the CPU, then restore the session
+    for the next full frame.
+
+    The image keeps the frame's size (only the border is rendered, the rest stays
+    empty and compresses to nothing): 8-bit output is dithered by pixel position in
+    the image, so a cropped-to-border file differs from the upload by up to 2 levels
+    where an uncropped one is identical."""
+    render = scene.render
+    device = scene.cycles.device if render.engine == "CYCLES" else None
+    kept = (render.use_border, render.use_crop_to_border, *render_border(render))
+    render.use_border, render.use_crop_to_border = True, False
+    render.border_min_x, render.border_max_x, render.border_min_y, render.border_max_y = border
+    if device is not None:
+        scene.cycles.device = "CPU"
+    try:
+        bpy.ops.render.render(write_still=True)
+    finally:
+        render.use_border, render.use_crop_to_border = kept[:2]
+        render.border_min_x, render.border_max_x, render.border_min_y, render.border_max_y = kept[2:]
+        if device is not None:
+            scene.cycles.device = device
+
+
+def render_border(render: bpy.types.RenderSettings) -> tuple[float, float, float, float]:
+    return render.border_min_x, render.border_max_x, render.border_min_y, render.border_max_y
+
+
 def main() -> int:
     answers = os.fdopen(int(sys.argv[1]), "w", buffering=1)
     with open(sys.argv[2], encoding="utf-8") as handle:
@@ -76,7 +106,10 @@ def main() -> int:
         try:
             scene.frame_set(request["frame"])
             scene.render.filepath = request["output_path"]
-            bpy.ops.render.render(write_still=True)
+            if request.get("border"):
+                render_crop(scene, request["border"])
+            else:
+                bpy.ops.render.render(write_still=True)
             answer = {"ok": True, "render_s": time.perf_counter() - started}
         except Exception as error:  # report, stay up for the next frame
             traceback.print_exc()

@@ -61,9 +61,11 @@ def through_farm(scene: Path, data_dir: Path) -> tuple[float, float]:
     """Seconds from submit to the last verified frame, and from submit to the CLI's return."""
     from local_farm import VENV_BIN, LocalFarm
 
-    with LocalFarm(
+    farm = LocalFarm(
         data_dir, port=free_port(), nodes=1, node_threads=0, queue_prefix=f"rr-bench-farm-{time.time_ns()}"
-    ) as farm:
+    )
+    try:  # not `with`: a farm whose start fails must still stop what it started
+        farm.start()
         submitted_at = time.time()
         started = time.perf_counter()
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -85,6 +87,8 @@ def through_farm(scene: Path, data_dir: Path) -> tuple[float, float]:
         if job["frame_counts"].get("VERIFIED") != job["frames_total"] or not job.get("finished_at"):
             raise RuntimeError(f"the job did not verify every frame: {job['state']} {job['frame_counts']}")
         finished = datetime.fromisoformat(job["finished_at"]).timestamp()
+    finally:
+        farm.stop()
     return finished - submitted_at, returned_s
 
 

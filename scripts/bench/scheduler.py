@@ -55,6 +55,7 @@ REAL_IDLE_POLL_S = 2.0
 NODES_PER_SIM_PROCESS = 500
 PROGRESS_POLL_S = 0.5
 RSS_SAMPLE_S = 0.5
+STALL_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,21 @@ def _frames_uploaded(database_url: str, job_id: str) -> int:
             (job_id,),
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _wait_until_done(database_url: str, job_id: str, frames: int, deadline: float) -> bool:
+    """Wait until every frame is uploaded; True if it gave up (the deadline passed, or no
+    frame was uploaded for STALL_S: with no sweeper here, a lost lease is never retaken)."""
+    done, progressed = 0, time.monotonic()
+    while done < frames:
+        now = time.monotonic()
+        if now > deadline or now - progressed > STALL_S:
+            return True
+        time.sleep(PROGRESS_POLL_S)
+        count = _frames_uploaded(database_url, job_id)
+        if count > done:
+            done, progressed = count, time.monotonic()
+    return False
 
 
 class _RssSampler(threading.Thread):
@@ -132,10 +148,7 @@ def run_point(nodes: int, options: SchedulerOptions) -> dict[str, Any]:
                     assert process.stdin is not None
                     process.stdin.write("go\n")
                     process.stdin.flush()
-                deadline = go + max(120.0, 20 * ideal_s)
-                while _frames_uploaded(url, job_id) < frames and time.monotonic() < deadline:
-                    time.sleep(PROGRESS_POLL_S)
-                timed_out = time.monotonic() >= deadline
+                timed_out = _wait_until_done(url, job_id, frames, deadline=go + max(120.0, 20 * ideal_s))
                 sampler.done.set()
                 results = _stop_sim_processes(processes)
             finally:
@@ -203,7 +216,12 @@ def _summarise(
     uploaded_at = merged("uploaded_at")
     last = max(uploaded_at) if uploaded_at else None
     makespan = (last - go) if last is not None else None
-    beats = [t for t in merged("heartbeat_at") if last is not None and go <= t <= last]
+
+    def in_run(key: str) -> list[float]:
+        return [t for t in merged(key) if last is not None and go <= t <= last]
+
+    beats = in_run("heartbeat_at")
+    empty_claims = in_run("empty_claim_at")
     claims = merged("claim_ms")
     errors: dict[str, int] = {}
     for result in results:
@@ -220,12 +238,12 @@ def _summarise(
         "makespan_over_ideal": rounded(ratio(makespan, ideal_s)),
         "claim_p50_ms": rounded(percentile(claims, 0.50), 1),
         "claim_p99_ms": rounded(percentile(claims, 0.99), 1),
-        "empty_claims": len(merged("empty_claim_ms")),
+        "empty_claims": len(empty_claims),
         "heartbeat_p99_ms": rounded(percentile(merged("heartbeat_ms"), 0.99), 1),
         "upload_p99_ms": rounded(percentile(merged("upload_ms"), 0.99), 1),
         "heartbeats_per_s": rounded(ratio(len(beats), makespan), 1),
         "requests_per_s": rounded(
-            ratio(len(claims) + len(merged("empty_claim_ms")) + len(beats) + len(uploaded_at), makespan), 1
+            ratio(len(claims) + len(empty_claims) + len(beats) + len(uploaded_at), makespan), 1
         ),
         "backend_rss_mb": rounded(max(sampler.peak_bytes, idle_rss) / 2**20, 1),
         "backend_idle_rss_mb": rounded(idle_rss / 2**20, 1),

@@ -33,7 +33,11 @@ from scripts.bench.auth import bench_wallet, lease_headers, login_async, node_he
 from shared import protocol
 
 RENDER_S_MIN, RENDER_S_MAX = 2.0, 20.0
-REQUEST_TIMEOUT_S = 120.0
+# As the real node: requests time out after shared.api_client's 30 s, and an upload
+# that fails for want of an answer is tried again with growing pauses.
+REQUEST_TIMEOUT_S = 30.0
+UPLOAD_RETRY_WINDOW_S = 600.0
+UPLOAD_RETRY_MAX_WAIT_S = 15.0
 REGISTER_CONCURRENCY = 32
 
 
@@ -63,6 +67,7 @@ def tiny_png(value: int, size: int = 8) -> bytes:
 class Measurements:
     claim_ms: list[float] = field(default_factory=list)  # claims that got a frame
     empty_claim_ms: list[float] = field(default_factory=list)  # 204: nothing to do
+    empty_claim_at: list[float] = field(default_factory=list)
     heartbeat_ms: list[float] = field(default_factory=list)
     heartbeat_at: list[float] = field(default_factory=list)  # monotonic time of each answer
     upload_ms: list[float] = field(default_factory=list)
@@ -162,6 +167,7 @@ class SimNode:
             elapsed_ms = (time.monotonic() - started) * 1000
             if response.status == 204:
                 self.out.empty_claim_ms.append(elapsed_ms)
+                self.out.empty_claim_at.append(time.monotonic())
                 return None
             if response.status != 200:
                 self.out.error(f"claim HTTP {response.status}")
@@ -170,15 +176,28 @@ class SimNode:
             return json.loads(body)
 
     async def upload(self, assignment: dict[str, Any]) -> None:
+        """PUT the output under the lease; retried while the backend does not answer or
+        answers 5xx. A 409 after a try that got no answer means that try was stored."""
         started = time.monotonic()
         path = protocol.attempt_output_path(assignment["attempt_id"])
         headers = lease_headers(self.token, assignment["lease_token"])
         data = tiny_png(assignment["attempt_id"])
-        async with self.http.put(path, data=data, headers=headers) as response:
-            await response.read()
-            if response.status != 202:
-                self.out.error(f"upload HTTP {response.status}")
+        wait_s, unanswered = 0.5, False
+        while True:
+            try:
+                async with self.http.put(path, data=data, headers=headers) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                self.out.error("upload connection")
+                status, unanswered = 0, True
+            if status == 202 or (status == 409 and unanswered):
+                break
+            if 0 < status < 500 or time.monotonic() - started > UPLOAD_RETRY_WINDOW_S:
+                self.out.error(f"upload HTTP {status}")
                 return
+            await asyncio.sleep(wait_s * random.uniform(0.5, 1.5))
+            wait_s = min(wait_s * 2, UPLOAD_RETRY_MAX_WAIT_S)
         done = time.monotonic()
         self.out.upload_ms.append((done - started) * 1000)
         self.out.uploaded_at.append(done)
@@ -201,10 +220,7 @@ class SimNode:
             render_s = render_time_s(assignment["frame_number"], self.config.time_scale, self.config.seed)
             self.out.render_s.append(render_s)
             await asyncio.sleep(render_s)
-            try:
-                await self.upload(assignment)
-            except (aiohttp.ClientError, TimeoutError):
-                self.out.error("upload connection")
+            await self.upload(assignment)
             self.active = None
             await self.heartbeat()
 

@@ -45,6 +45,7 @@ def test_analysis_reads_the_scene_with_blender(client, run_workers, scene_files)
     assert analysis["samples"] == 4
     assert analysis["output_format"] == "PNG"
     assert analysis["missing_files"] == []
+    assert analysis["crops_render_exactly"] is True  # no denoiser, no compositor: spot-checkable
 
 
 def test_analysis_reports_missing_textures(client, run_workers, scene_files):

@@ -218,3 +218,34 @@ def test_a_blender_crash_is_classified_and_reported_with_its_log(start_farm, slo
     assert "Sample" in log_tail  # Blender's own lines up to the crash
     kept = list((config.work_dir / "logs").glob("*.log"))
     assert len(kept) == 1 and "Sample" in kept[0].read_text()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_two_nodes_spot_check_each_others_frames(start_farm, scene_files):
+    """Every frame is spot-checked: each is re-rendered in crops by the other node (of
+    another wallet) before it is verified, and every frame ends verified and paid."""
+    every_frame = {"RONRENDER_SPOT_CHECK_RATE": "1.0", "RONRENDER_SPOT_CHECK_RATE_NEW_NODES": "1.0"}
+    farm = start_farm(nodes=2, extra_env=every_frame)
+    job_id = submit(farm, scene_files["tiny"])
+    wait_for(
+        lambda: job_state(farm, job_id)["state"] == "COMPLETED", timeout_s=240, what="the job to complete"
+    )
+
+    assert [f["state"] for f in frames(farm, job_id)] == ["VERIFIED"] * 4
+    with sqlite3.connect(farm.data_dir / "ronrender.db") as db:
+        checks = db.execute(
+            "SELECT f.number, s.state, checked.node_id, s.checker_node_id, checker.outcome"
+            " FROM spot_checks s JOIN frames f ON f.id = s.frame_id"
+            " JOIN attempts checked ON checked.id = s.checked_attempt_id"
+            " JOIN attempts checker ON checker.id = s.checker_attempt_id ORDER BY f.number"
+        ).fetchall()
+        owners = dict(db.execute("SELECT id, owner_address FROM nodes").fetchall())
+        paid = db.execute(
+            "SELECT frame_number FROM payments WHERE kind = 'RELEASE' ORDER BY frame_number"
+        ).fetchall()
+    assert [number for number, *_ in checks] == [1, 2, 3, 4], checks
+    for number, state, uploader, checker, checker_outcome in checks:
+        assert state == "PASSED", (number, state)
+        assert checker != uploader and owners[checker] != owners[uploader]
+        assert checker_outcome == "VERIFIED"
+    assert [number for (number,) in paid] == [1, 2, 3, 4]

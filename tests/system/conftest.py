@@ -26,6 +26,9 @@ def start_farm(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Loca
     farms: list[LocalFarm] = []
 
     def start(*, nodes: int = 2, port: int | None = None, **options: object) -> LocalFarm:
+        # No spot checks unless a test asks: they would change which node renders what.
+        no_spot_checks = {"RONRENDER_SPOT_CHECK_RATE": "0", "RONRENDER_SPOT_CHECK_RATE_NEW_NODES": "0"}
+        options["extra_env"] = {**no_spot_checks, **options.get("extra_env", {})}  # type: ignore[dict-item]
         farm = LocalFarm(
             tmp_path / f"farm{len(farms)}",
             port=port or free_port(),

@@ -52,12 +52,14 @@ def test_only_pending_leads_to_assigned():
 
 def test_pending_is_never_entered_from_a_final_state():
     assert states_leading_to(FrameState.PENDING) == frozenset(
-        {FrameState.ASSIGNED, FrameState.RENDERING, FrameState.UPLOADED}
+        {FrameState.ASSIGNED, FrameState.RENDERING, FrameState.UPLOADED, FrameState.CHECKING}
     )
 
 
 def test_only_an_uploaded_frame_can_be_verified():
-    assert states_leading_to(FrameState.VERIFIED) == frozenset({FrameState.UPLOADED})
+    # CHECKING is an uploaded frame waiting for its spot check
+    assert states_leading_to(FrameState.VERIFIED) == frozenset({FrameState.UPLOADED, FrameState.CHECKING})
+    assert states_leading_to(FrameState.CHECKING) == frozenset({FrameState.UPLOADED})
 
 
 @pytest.mark.parametrize("target", list(FrameState))
