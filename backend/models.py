@@ -156,6 +156,8 @@ class Frame(db.Model):
     __table_args__ = (
         UniqueConstraint("job_id", "number"),
         Index("ix_frames_state_job", "state", "job_id"),
+        # The claim path: a job's next pending frame of a priority is one range scan.
+        Index("ix_frames_claim", "job_id", "state", "priority", "number"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

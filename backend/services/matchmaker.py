@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -142,55 +143,75 @@ def claim_frame(
             kind=AssignmentKind.SPOT_CHECK,
             crops=spot_check.crops,
         )
-    candidates = (
-        select(Frame.id)
-        .join(Job, Job.id == Frame.job_id)
-        .where(
-            Frame.state == FrameState.PENDING,
-            Job.state == JobState.RENDERING,
-            _fits(node),
-            Frame.job_id.not_in(_blocked_jobs(node)),
-        )
-        .order_by(Frame.priority.desc(), Job.created_at, Frame.number)
-    )
-    if exclude_job_ids:
-        candidates = candidates.where(Frame.job_id.not_in(exclude_job_ids))
-    if exclude_artists:
-        excluded = [address.lower() for address in exclude_artists]
-        candidates = candidates.where(func.lower(Job.artist_address).not_in(excluded))
-    if reputation.score(node) < defaults.REPUTATION_FOR_RETRIES:
-        candidates = candidates.where(Frame.priority == 0)
-    if db.engine.dialect.name == "postgresql":
-        # Lock only the one frame we take; racing claims skip it and take the next.
-        candidates = candidates.limit(1).with_for_update(skip_locked=True, of=Frame)
-    else:
-        candidates = candidates.limit(defaults.CLAIM_CANDIDATES)
-    for frame_id in db.session.scalars(candidates).all():
+    for frame_id in _pending_frames(node, exclude_job_ids, exclude_artists):
         if not transition_frame(frame_id, FrameState.ASSIGNED, expect=[FrameState.PENDING]):
             continue
-        lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
-        attempt = Attempt(
-            frame_id=frame_id,
-            node_id=node.id,
-            lease_token=secrets.token_hex(32),
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-        )
-        db.session.add(attempt)
-        db.session.flush()
-        frame = db.session.get(Frame, frame_id)
-        assert frame is not None
-        frame.current_attempt_id = attempt.id
-        db.session.commit()
-        log.info(
-            "frame assigned",
-            extra={
-                "job_id": frame.job_id,
-                "frame": frame.number,
-                "node_id": node.id,
-                "attempt_id": attempt.id,
-            },
-        )
-        return Claim(attempt=attempt, frame=frame, job=frame.job)
+        return _lease(node, frame_id, now)
     db.session.commit()
     return None
+
+
+def _pending_frames(
+    node: Node, exclude_job_ids: list[str] | None, exclude_artists: list[str] | None
+) -> Iterator[int]:
+    """Frame ids to try, best first: handed-back frames (priority 1) before fresh ones, older
+    jobs first, lowest frame number first.
+
+    Index-backed on both databases: one query finds the rendering jobs that fit and still
+    have pending frames (a probe of ix_frames_claim per job), then each job's next frame is
+    one range scan of that index. On PostgreSQL the frame row is locked with SKIP LOCKED,
+    so racing claims take different frames without waiting.
+    """
+    has_pending = select(Frame.id).where(Frame.job_id == Job.id, Frame.state == FrameState.PENDING).exists()
+    jobs = (
+        select(Job.id)
+        .where(Job.state == JobState.RENDERING, _fits(node), has_pending, Job.id.not_in(_blocked_jobs(node)))
+        .order_by(Job.created_at)
+    )
+    if exclude_job_ids:
+        jobs = jobs.where(Job.id.not_in(exclude_job_ids))
+    if exclude_artists:
+        jobs = jobs.where(func.lower(Job.artist_address).not_in([a.lower() for a in exclude_artists]))
+    job_ids = db.session.scalars(jobs).all()
+    reputable = reputation.score(node) >= defaults.REPUTATION_FOR_RETRIES
+    for priority in (1, 0) if reputable else (0,):
+        for job_id in job_ids:
+            frames = (
+                select(Frame.id)
+                .where(Frame.job_id == job_id, Frame.state == FrameState.PENDING, Frame.priority == priority)
+                .order_by(Frame.number)
+            )
+            if db.engine.dialect.name == "postgresql":
+                # Lock only the one frame we take; racing claims skip it and take the next.
+                frames = frames.limit(1).with_for_update(skip_locked=True)
+            else:
+                frames = frames.limit(defaults.CLAIM_CANDIDATES)
+            yield from db.session.scalars(frames).all()
+
+
+def _lease(node: Node, frame_id: int, now: datetime) -> Claim:
+    """A new lease on a frame just moved to ASSIGNED."""
+    lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
+    attempt = Attempt(
+        frame_id=frame_id,
+        node_id=node.id,
+        lease_token=secrets.token_hex(32),
+        started_at=now,
+        lease_expires_at=now + timedelta(seconds=lease_s),
+    )
+    db.session.add(attempt)
+    db.session.flush()
+    frame = db.session.get(Frame, frame_id)
+    assert frame is not None
+    frame.current_attempt_id = attempt.id
+    db.session.commit()
+    log.info(
+        "frame assigned",
+        extra={
+            "job_id": frame.job_id,
+            "frame": frame.number,
+            "node_id": node.id,
+            "attempt_id": attempt.id,
+        },
+    )
+    return Claim(attempt=attempt, frame=frame, job=frame.job)
