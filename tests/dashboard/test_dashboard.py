@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
+import signal
 import sqlite3
 import zipfile
 from pathlib import Path
@@ -169,7 +171,8 @@ def test_dashboard_on_a_live_farm(start_farm, open_page, tmp_path, monkeypatch):
                        "--samples", "4")  # fmt: skip
     admin_wallet = Wallet(secrets.token_bytes(32))
     monkeypatch.setenv("RONRENDER_ADMIN_ADDRESSES", admin_wallet.address)  # the farm passes it on
-    farm = start_farm(nodes=2)
+    # Nodes heartbeat every second; one silent for 8 s goes OFFLINE (the last check kills one).
+    farm = start_farm(nodes=2, offline_after_s=8.0, sweep_interval_s=1.0)
     wallet = Wallet.open(farm.artist_keystore, LOCAL_KEYSTORE_PASSWORD)
     shots = ARTIFACTS  # git-ignored; kept after the run for a look at every page
     artist = open_page()
@@ -220,6 +223,19 @@ def test_dashboard_on_a_live_farm(start_farm, open_page, tmp_path, monkeypatch):
         tab.screenshot(path=str(shots / f"{name}-phone.png"), full_page=True)
         assert_fits(tab, name)
     assert artist.viewport_size == PHONE and LAPTOP["width"] > PHONE["width"]
+
+    check_a_node_going_offline(farm, admin, node_id)
+
+
+def check_a_node_going_offline(farm, admin, node_id: str) -> None:
+    """The node page follows a node that dies: ONLINE, then OFFLINE once it stops heartbeating."""
+    name = api(farm, f"/nodes/{node_id}")["name"]
+    admin.goto(f"{farm.url}/dashboard/nodes/{node_id}")
+    admin.wait_for_selector("#node-state.state-online")
+    os.killpg(farm.processes[name].pid, signal.SIGKILL)  # no goodbye: only the silence tells
+    admin.wait_for_selector("#node-state.state-offline", timeout=60_000)
+    assert admin.inner_text("#node-state").lower() == "offline"  # CSS capitalises the badge
+    assert api(farm, f"/nodes/{node_id}")["state"] == "OFFLINE"
 
 
 def watch_the_job(farm, page, job_id: str, shots: Path) -> list[dict]:
