@@ -7,7 +7,7 @@ from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Dict, Float, Function, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 
-from backend.services import reputation
+from backend.services import heartbeats, reputation
 from shared.states import DeviceType, OutputFormat, RenderEngine
 
 # Integers land in 32- and 64-bit database columns; larger ones are refused up front.
@@ -145,6 +145,10 @@ class NodeOut(Schema):
     benchmark_ms = Integer(allow_none=True)
     slots = List(Dict())
     last_heartbeat_at = DateTime()
+    rendering = Function(
+        lambda node: heartbeats.current_work(node),
+        metadata={"description": "Open leases: job, frame and the progress the node last reported"},
+    )
 
 
 class SlotProgressIn(Schema):

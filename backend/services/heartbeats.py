@@ -42,3 +42,27 @@ def record_heartbeat(node_id: str, slots: list[dict[str, Any]]) -> list[int]:
             transition_frame(attempt.frame_id, FrameState.RENDERING, expect=[FrameState.ASSIGNED])
     db.session.commit()
     return abandon
+
+
+def current_work(node: Any) -> list[dict[str, Any]]:
+    """What the node holds now: each open lease's job, frame and reported progress."""
+    from sqlalchemy import select
+
+    from backend.models import Frame
+
+    rows = db.session.execute(
+        select(Attempt.id, Attempt.progress, Attempt.progress_detail, Frame.job_id, Frame.number)
+        .join(Frame, Frame.id == Attempt.frame_id)
+        .where(Attempt.node_id == node.id, Attempt.outcome == AttemptOutcome.OPEN)
+        .order_by(Attempt.id)
+    ).all()
+    return [
+        {
+            "attempt_id": r.id,
+            "job_id": r.job_id,
+            "frame": r.number,
+            "progress": r.progress,
+            "detail": r.progress_detail,
+        }
+        for r in rows
+    ]

@@ -121,6 +121,8 @@ def test_verified_frame_is_paid_once_and_downloadable(client, run_workers, scene
         },
     )
     assert beat.json["abandon_attempt_ids"] == []
+    rendering = client.get(f"{NODES}/{node}").json["rendering"]
+    assert [(r["job_id"], r["frame"], r["progress"]) for r in rendering] == [(job["id"], 1, 0.5)]
     frame = frames_by_number(client, job["id"])[1]
     assert (frame["state"], frame["progress"], frame["node_id"]) == ("RENDERING", 0.5, node)
 

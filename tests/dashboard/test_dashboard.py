@@ -386,7 +386,12 @@ def check_node_pages(farm, artist, provider, job_id: str, frames: list[dict], sh
     assert provider.inner_text("#node-name") == node["name"]
     assert provider.inner_text("#count-verified") == str(node["frames_verified"])
     assert provider.inner_text("#reputation-text") == f"{node['reputation']:.3f}"
+    assert "Idle" in provider.inner_text("#node-rendering")  # the job is done: no open lease
     provider.screenshot(path=str(shots / "node-laptop.png"), full_page=True)
+    # Without a node id the page lists the wallet's own nodes.
+    provider.goto(f"{farm.url}/dashboard/nodes/")
+    provider.wait_for_selector(f'#my-nodes li[data-node-id="{node_id}"]')
+    assert provider.locator("#my-nodes li[data-node-id]").count() == 1  # one node per local wallet
 
 
 def check_the_admin_page(farm, admin, job_id: str, node_id: str, shots: Path) -> None:

@@ -22,9 +22,55 @@
     return slots.map((slot) => [slot.name, slot.device_type].filter(Boolean).join(" ")).join(", ");
   }
 
+  /** The node's open leases: which frame of which job, and how far the node says it is. */
+  function renderRendering(rendering) {
+    const box = document.getElementById("node-rendering");
+    if (!rendering.length) {
+      box.replaceChildren(el("p", { class: "muted small" }, "Idle: no frame right now."));
+      return;
+    }
+    box.replaceChildren(
+      ...rendering.map((work) => {
+        const percent = Math.round(work.progress * 100);
+        return el(
+          "div",
+          { class: "rendering-row", "data-attempt-id": work.attempt_id },
+          el(
+            "div",
+            { class: "progress-label" },
+            el("span", {}, `job ${work.job_id.slice(0, 8)} · frame ${work.frame}`),
+            el("span", {}, `${percent} %`),
+          ),
+          el("div", { class: "progress" }, el("div", { class: "progress-bar", style: { width: `${percent}%` } })),
+        );
+      }),
+    );
+  }
+
+  /** Without a node id: the signed-in wallet's nodes, as links. */
+  async function listMyNodes() {
+    const { nodes } = await api("/nodes");
+    const list = document.getElementById("my-nodes");
+    list.hidden = false;
+    list.replaceChildren(
+      ...(nodes.length
+        ? nodes.map((node) =>
+            el(
+              "li",
+              { "data-node-id": node.id },
+              el("a", { href: `${base}nodes/${node.id}` }, node.name),
+              " ",
+              el("span", { class: "muted small" }, node.state.toLowerCase()),
+            ),
+          )
+        : [el("li", { class: "muted" }, "This wallet has registered no node yet.")]),
+    );
+  }
+
   function render(node) {
     document.getElementById("node-body").hidden = false;
     document.getElementById("node-name").textContent = node.name;
+    renderRendering(node.rendering || []);
     RR.setBadge(document.getElementById("node-state"), node.suspended_reason ? "SUSPENDED" : node.state);
     const percent = Math.round(node.reputation * 100);
     document.getElementById("reputation-text").textContent = node.reputation.toFixed(3);
@@ -105,4 +151,5 @@
   const EARNINGS_EVERY_POLLS = 5; // earnings change only as releases confirm
   let polls = 0;
   const poller = nodeId && RR.signedIn() ? RR.poll(refresh) : null;
+  if (!root.dataset.nodeId && RR.signedIn()) listMyNodes(); // no id in the address: the wallet's nodes
 })();
