@@ -108,7 +108,10 @@ class NodeRegisterIn(Schema):
     memory_bytes = Integer(required=True, validate=Range(min=0, max=INT64_MAX))
     blender_version = String(
         required=True,
-        validate=[Length(max=32), Regexp(r"^[0-9]+\.[0-9]+(\.[0-9]+)?( [ -~]*)?$", error="like 4.5.1 LTS")],
+        validate=[
+            Length(max=32),
+            Regexp(r"^[0-9]{1,4}\.[0-9]{1,4}(\.[0-9]{1,6})?( [ -~]*)?$", error="like 4.5.1 LTS"),
+        ],
     )
     gpus = List(Nested(GpuIn), load_default=list)
     payout_address = String(

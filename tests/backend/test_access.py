@@ -280,3 +280,15 @@ def test_admins_see_queue_depths(client, admin_client, scene_files):
     depths = {q["name"].rsplit("-", 1)[1]: q for q in admin_client.get("/api/v1/admin/queues").json["queues"]}
     assert depths["analysis"]["queued"] == 1
     assert depths["verification"]["queued"] == 0
+
+
+def test_registration_refuses_versions_and_sizes_the_database_cannot_hold(node_client):
+    body = {"name": "n", "cpu_cores": 2, "memory_bytes": 1, "blender_version": "4.5.1 LTS"}
+    assert node_client.post(NODES, json=body).status_code == 201
+    for bad in (
+        {"blender_version": "99999999999999999999.1"},
+        {"blender_version": "4.\U0001d7d95"},  # a Unicode digit
+        {"cpu_cores": 2**40},
+        {"memory_bytes": 2**64},
+    ):
+        assert_refused(node_client.post(NODES, json={**body, **bad}), 422)
