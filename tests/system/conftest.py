@@ -3,21 +3,15 @@ workers, render nodes as processes) on a free port, on SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from child_processes import free_port
 from local_farm import LocalFarm
 
 from tests.conftest import REDIS_URL
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
