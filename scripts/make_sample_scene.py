@@ -2,7 +2,9 @@
 torus on a floor, lit by a sun) for demos, tests and benchmarks.
 
 Usage: python scripts/make_sample_scene.py OUT.blend [--frames 12] [--width 320]
-       [--height 180] [--samples 16] [--format PNG|OPEN_EXR] [--missing-texture]
+       [--height 180] [--samples 16] [--format PNG|OPEN_EXR] [--missing-texture] [--flat]
+
+--flat writes a scene that truly renders one constant colour (only the sky in view).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ def build_scene(args: argparse.Namespace) -> None:
     world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.05, 0.07, 0.12, 1.0)
     scene.world = world
+    if args.flat:
+        bpy.ops.object.camera_add(location=(0, 0, 0))
+        scene.camera = bpy.context.object
+        return
 
     bpy.ops.mesh.primitive_plane_add(size=20)
     floor_material = bpy.data.materials.new("Floor")
@@ -75,6 +81,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--format", default="PNG", choices=["PNG", "OPEN_EXR"])
     parser.add_argument("--missing-texture", action="store_true")
+    parser.add_argument("--flat", action="store_true")
     args = parser.parse_args(argv)
     build_scene(args)
     bpy.ops.wm.save_as_mainfile(filepath=args.output, compress=True)

@@ -44,15 +44,23 @@ def make_scene(path: Path, *args: str) -> Path:
 
 @pytest.fixture(scope="session")
 def scene_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Small scenes: a good 4-frame one, one with a missing texture, a truncated one."""
+    """Small scenes: a good 4-frame one (PNG and EXR), one with a missing texture, a
+    truncated one, and one that truly renders a single colour."""
     folder = tmp_path_factory.mktemp("scenes")
     tiny = ("--frames", "4", "--width", "64", "--height", "36", "--samples", "4")
     good = make_scene(folder / "tiny.blend", *tiny)
     exr = make_scene(folder / "tiny_exr.blend", *tiny, "--format", "OPEN_EXR")
     missing = make_scene(folder / "missing_texture.blend", *tiny, "--missing-texture")
+    flat = make_scene(folder / "flat.blend", *tiny, "--flat")
     truncated = folder / "truncated.blend"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    return {"tiny": good, "tiny_exr": exr, "missing_texture": missing, "truncated": truncated}
+    return {
+        "tiny": good,
+        "tiny_exr": exr,
+        "missing_texture": missing,
+        "truncated": truncated,
+        "flat": flat,
+    }
 
 
 _postgres_problem: list[str] = []

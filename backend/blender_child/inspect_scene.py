@@ -71,6 +71,8 @@ def probe_render(scene: bpy.types.Scene, output_path: str) -> dict[str, object]:
         scene.eevee.taa_render_samples = samples
     scene.frame_set((scene.frame_start + scene.frame_end) // 2)
     render.image_settings.file_format = "PNG"
+    # Dither noise would make a truly flat scene's probe look non-constant to the blank rule.
+    render.dither_intensity = 0.0
     render.use_file_extension = False
     render.filepath = output_path
     started = time.perf_counter()

@@ -197,6 +197,8 @@ def build_scene(folder: Path, frames: int = 3) -> Path:
     render.resolution_x, render.resolution_y, render.resolution_percentage = 64, 36, 100
     render.image_settings.file_format = "PNG"
     scene.cycles.samples = 2
+    # Every sample is rendered, so a samples override makes frames predictably slower.
+    scene.cycles.use_adaptive_sampling = False
     scene.cycles.use_denoising = False
     scene.view_settings.view_transform = "Standard"
     world = bpy.data.worlds.new("Black")
@@ -404,6 +406,11 @@ def scenario_farm(spec: dict) -> dict:
     prefs().api_token = spec["api_token"]  # what the artist pastes from `ronrender token create`
     if spec.get("keystore"):
         prefs().wallet_keystore = spec["keystore"]
+    # Frames slow enough (about 1 s each here) that a poll sees the job running with a frame
+    # verified: the node keeps Blender up between frames, so 2-sample frames all land
+    # between two polls.
+    bpy.context.scene.ronrender.override_samples = True
+    bpy.context.scene.ronrender.samples = 5000
     before = open_file_snapshot(blend)
 
     # Estimate: pack + upload + job AWAITING_ACCEPTANCE; watch the messages go by.
@@ -468,10 +475,9 @@ def scenario_farm(spec: dict) -> dict:
 
     # The same scene as OpenEXR, submitted without an estimate, cancelled once a frame is verified.
     bpy.context.scene.ronrender.output_format = "OPEN_EXR"
-    # Slow frames (the node keeps Blender up between frames, so tiny ones finish
-    # before the cancel could land): many samples at full resolution.
+    # The same slow frames, so the cancel lands while frames remain.
     bpy.context.scene.ronrender.override_samples = True
-    bpy.context.scene.ronrender.samples = 3000
+    bpy.context.scene.ronrender.samples = 5000
     posted.clear()
     result["exr_submit"] = call(bpy.ops.ronrender.submit_job)
     if "error" in result["exr_submit"]:

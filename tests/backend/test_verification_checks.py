@@ -3,6 +3,10 @@ frame gets a thumbnail."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import OpenEXR
 import pytest
 
 from tests.backend.helpers import JOBS, claim, noise_png, put_output, register, rendering_job
@@ -37,3 +41,42 @@ def test_same_image_for_two_frames_is_rejected_and_the_thumbnail_served(
     assert done["thumbnail_sha256"]
     missing = client.get(f"{JOBS}/{job['id']}/frames/{second['frame_number']}/thumbnail")
     assert missing.status_code == 404
+
+
+def constant_exr(path: Path, width: int, height: int, rgb: tuple[float, float, float]) -> Path:
+    channels = {
+        name: np.full((height, width), value, dtype=np.float32)
+        for name, value in zip("RGB", rgb, strict=True)
+    }
+    channels["A"] = np.ones((height, width), dtype=np.float32)
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, channels).write(str(path))
+    return path
+
+
+def test_a_constant_frame_is_the_truth_only_where_the_scene_is_flat(
+    client, run_workers, scene_files, tmp_path, escrow
+):
+    # The flat scene sees only the sky: its frames are one colour, however many samples.
+    # (A PNG scene asked for OpenEXR, as the add-on does: its 8-bit probe must not be dithered.)
+    flat = rendering_job(
+        client, run_workers, scene_files["flat"], escrow, frame_start=1, frame_end=1, output_format="OPEN_EXR"
+    )
+    node = register(client)
+    sky = constant_exr(tmp_path / "sky.exr", 64, 36, (0.05, 0.07, 0.12))
+    assignment = claim(client, node)
+    assert assignment["job_id"] == flat["id"]
+    assert put_output(client, assignment, sky).status_code == 202
+    run_workers()
+    (frame,) = client.get(f"{JOBS}/{flat['id']}/frames").json["frames"]
+    assert frame["state"] == "VERIFIED", frame
+
+    # The same flat image for a scene with a torus in view is a cheat.
+    scene = rendering_job(
+        client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1, output_format="OPEN_EXR"
+    )
+    assignment = claim(client, node)
+    assert assignment["job_id"] == scene["id"]
+    assert put_output(client, assignment, sky).status_code == 202
+    run_workers()
+    (frame,) = client.get(f"{JOBS}/{scene['id']}/frames").json["frames"]
+    assert frame["state"] == "PENDING" and frame["verdict"] == "BLANK", frame
