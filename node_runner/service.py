@@ -109,7 +109,7 @@ class NodeService:
         heartbeat = Heartbeat(
             self.client, self.node_id, config.heartbeat_interval_s, self.stop, self._active_frames
         )
-        self.slots = [self._slot(spec, heartbeat) for spec in specs]
+        self.slots = [self._slot(spec) for spec in specs]
         heartbeat.start()
         for slot in self.slots:
             slot.start()
@@ -160,7 +160,7 @@ class NodeService:
             log.warning("%s", error)
             return None
 
-    def _slot(self, spec: SlotSpec, heartbeat: Heartbeat) -> SlotWorker:
+    def _slot(self, spec: SlotSpec) -> SlotWorker:
         config = self.config
         slot_dir = config.work_dir / "slots" / spec.name
         limits = ResourceLimits(
@@ -175,7 +175,8 @@ class NodeService:
         assert self.node_id is not None
 
         def changed() -> None:
-            heartbeat.beat()
+            # Only the status file: the claim and the upload already tell the backend the
+            # node is alive, and progress goes out on the heartbeat's own interval.
             self._write_status(running=True)
 
         return SlotWorker(

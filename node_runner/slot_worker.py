@@ -61,7 +61,7 @@ class SlotWorker(threading.Thread):
         self.stop = stop
         self.work_dir = work_dir
         self.idle_poll_interval_s = idle_poll_interval_s
-        self.on_change = on_change  # the heartbeat and the status file follow frame changes
+        self.on_change = on_change  # the status file follows frame changes
         self.active: ActiveFrame | None = None
         self.waiting: str | None = None
         self.counters = SlotCounters()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import current_app
 from sqlalchemy import func, select
 
 from backend.api.access import bearer, caller, require_owner, require_same_address
@@ -39,9 +38,11 @@ def register_node(json_data: dict[str, Any]) -> Any:
     return matchmaker.register_node(**json_data, payout_address=payout_address, owner_address=me.address)
 
 
-def _my_node(node_id: str) -> None:
+def _my_node(node_id: str) -> Node:
     """404 for a node the caller's wallet did not register (admins may read any)."""
-    require_owner(matchmaker.get_node(node_id).owner_address, f"node {node_id}")
+    node = matchmaker.get_node(node_id)
+    require_owner(node.owner_address, f"node {node_id}")
+    return node
 
 
 @blueprint.get("")
@@ -67,8 +68,7 @@ def node_earnings(node_id: str) -> Any:
 @blueprint.output(NodeOut)
 @blueprint.doc(summary="A node as the backend sees it")
 def get_node(node_id: str) -> Any:
-    _my_node(node_id)
-    return matchmaker.get_node(node_id)
+    return _my_node(node_id)
 
 
 @blueprint.post("/<node_id>/heartbeat")
@@ -77,8 +77,7 @@ def get_node(node_id: str) -> Any:
 @blueprint.output(HeartbeatOut)
 @blueprint.doc(summary="I am alive: renew leases, report progress; answers which frames to drop")
 def heartbeat(node_id: str, json_data: dict[str, Any]) -> Any:
-    _my_node(node_id)
-    return {"abandon_attempt_ids": heartbeats.record_heartbeat(node_id, json_data["slots"])}
+    return {"abandon_attempt_ids": heartbeats.record_heartbeat(_my_node(node_id), json_data["slots"])}
 
 
 @blueprint.post("/<node_id>/claim")
@@ -90,30 +89,11 @@ def heartbeat(node_id: str, json_data: dict[str, Any]) -> Any:
     responses={200: "A frame, or crops of a frame, to render", 204: "No work that fits this node now"},
 )
 def claim(node_id: str, json_data: dict[str, Any]) -> Any:
-    _my_node(node_id)
     claimed = matchmaker.claim_frame(
-        node_id, exclude_job_ids=json_data["exclude_job_ids"], exclude_artists=json_data["exclude_artists"]
+        _my_node(node_id),
+        exclude_job_ids=json_data["exclude_job_ids"],
+        exclude_artists=json_data["exclude_artists"],
     )
     if claimed is None:
         return "", 204
-    job = claimed.job
-    return {
-        "kind": claimed.kind,
-        "crops": claimed.crops or [],
-        "attempt_id": claimed.attempt.id,
-        "lease_token": claimed.attempt.lease_token,
-        "artist_address": job.artist_address,
-        "job_id": job.id,
-        "frame_number": claimed.frame.number,
-        "scene_sha256": job.scene_sha256,
-        "scene_size_bytes": job.scene.size_bytes,
-        "settings": {
-            "output_format": job.output_format,
-            "engine": job.engine,
-            "samples": job.samples,
-            "resolution_percentage": job.resolution_percentage,
-            "width": job.output_width,
-            "height": job.output_height,
-        },
-        "time_limit_s": current_app.config["RONRENDER_FRAME_TIME_LIMIT_S"],
-    }
+    return claimed.assignment

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm.util import identity_key
 
 from backend.extensions import db
 
@@ -27,7 +28,8 @@ def move_state(
     )
     moved = result.rowcount == 1
     if moved:
-        row = db.session.get(model, row_id)
+        # Only a copy already loaded needs refreshing; loading one here would be a wasted read.
+        row = db.session.identity_map.get(identity_key(model, row_id))
         if row is not None:
             db.session.refresh(row)
     return moved

@@ -7,25 +7,31 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from backend.extensions import db
-from backend.models import Attempt, utc_now
+from backend.models import Attempt, Node, utc_now
 from backend.services import spot_checks
 from backend.services.frame_transitions import transition_frame
-from backend.services.matchmaker import get_node
 from shared.states import AttemptOutcome, FrameState, NodeState
 
 
-def record_heartbeat(node_id: str, slots: list[dict[str, Any]]) -> list[int]:
+def record_heartbeat(node: Node, slots: list[dict[str, Any]]) -> list[int]:
     """Renew the node's live leases; returns the attempt ids it must abandon."""
-    node = get_node(node_id)
     now = utc_now()
     node.last_heartbeat_at = now
     node.state = NodeState.ONLINE
     lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
     abandon = []
+    # Every slot's attempt with its frame in one read.
+    ids = [slot["attempt_id"] for slot in slots]
+    attempts: dict[int, Attempt] = {}
+    if ids:
+        query = select(Attempt).options(joinedload(Attempt.frame)).where(Attempt.id.in_(ids))
+        attempts = {attempt.id: attempt for attempt in db.session.scalars(query)}
     for slot in slots:
-        attempt = db.session.get(Attempt, slot["attempt_id"])
+        attempt = attempts.get(slot["attempt_id"])
         if (
             attempt is None
             or attempt.node_id != node.id
@@ -35,19 +41,27 @@ def record_heartbeat(node_id: str, slots: list[dict[str, Any]]) -> list[int]:
         ):
             abandon.append(slot["attempt_id"])
             continue
-        attempt.progress = max(0.0, min(1.0, float(slot["progress"])))
-        attempt.progress_detail = str(slot.get("detail", ""))[:128]
-        attempt.lease_expires_at = now + timedelta(seconds=lease_s)
+        # The frame before its attempt, the order an upload writes them in: two
+        # transactions never wait on each other's rows (no deadlock).
         if attempt.frame.state == FrameState.ASSIGNED and attempt.frame.current_attempt_id == attempt.id:
             transition_frame(attempt.frame_id, FrameState.RENDERING, expect=[FrameState.ASSIGNED])
+        # Guarded: an upload that committed meanwhile keeps its final progress.
+        db.session.execute(
+            update(Attempt)
+            .where(Attempt.id == attempt.id, Attempt.outcome == AttemptOutcome.OPEN)
+            .values(
+                progress=max(0.0, min(1.0, float(slot["progress"]))),
+                progress_detail=str(slot.get("detail", ""))[:128],
+                lease_expires_at=now + timedelta(seconds=lease_s),
+            )
+            .execution_options(synchronize_session=False)
+        )
     db.session.commit()
     return abandon
 
 
 def current_work(node: Any) -> list[dict[str, Any]]:
     """What the node holds now: each open lease's job, frame and reported progress."""
-    from sqlalchemy import select
-
     from backend.models import Frame
 
     rows = db.session.execute(

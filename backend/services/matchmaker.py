@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import and_, false, func, or_, select, update
 
 from backend import defaults, observability
 from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
-from backend.models import Attempt, Frame, Job, Node, utc_now
+from backend.models import Attempt, Frame, Job, Node, SceneFile, utc_now
 from backend.services import reputation, spot_checks
 from backend.services.frame_transitions import transition_frame
 from shared.states import AssignmentKind, AttemptOutcome, DeviceType, FrameState, JobState, NodeState
@@ -35,8 +35,39 @@ class Claim:
     attempt: Attempt
     frame: Frame
     job: Job
+    assignment: dict[str, Any]  # what the node is told (``AssignmentOut``)
     kind: AssignmentKind = AssignmentKind.FRAME
     crops: list[list[float]] | None = None  # render borders, for a spot check
+
+
+def _assignment(
+    attempt: Attempt,
+    frame_number: int,
+    job: Job,
+    scene_size_bytes: int,
+    kind: AssignmentKind = AssignmentKind.FRAME,
+    crops: list[list[float]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "crops": crops or [],
+        "attempt_id": attempt.id,
+        "lease_token": attempt.lease_token,
+        "artist_address": job.artist_address,
+        "job_id": job.id,
+        "frame_number": frame_number,
+        "scene_sha256": job.scene_sha256,
+        "scene_size_bytes": scene_size_bytes,
+        "settings": {
+            "output_format": job.output_format,
+            "engine": job.engine,
+            "samples": job.samples,
+            "resolution_percentage": job.resolution_percentage,
+            "width": job.output_width,
+            "height": job.output_height,
+        },
+        "time_limit_s": current_app.config["RONRENDER_FRAME_TIME_LIMIT_S"],
+    }
 
 
 def blender_version_number(version: str) -> int:
@@ -116,7 +147,7 @@ def _blocked_jobs(node: Node) -> Any:
 
 @observability.CLAIM_SECONDS.time()
 def claim_frame(
-    node_id: str, *, exclude_job_ids: list[str] | None = None, exclude_artists: list[str] | None = None
+    node: Node, *, exclude_job_ids: list[str] | None = None, exclude_artists: list[str] | None = None
 ) -> Claim | None:
     """Give the node one frame under a new lease, or None when nothing fits.
 
@@ -124,7 +155,6 @@ def claim_frame(
     frame's payment waits on it); then frames handed back after a miss, which go
     only to reputable nodes; a suspended node gets nothing.
     """
-    node = get_node(node_id)
     if node.suspended_reason:
         raise NodeSuspended(f"node {node.id} is suspended: {node.suspended_reason}")
     now = utc_now()
@@ -136,12 +166,14 @@ def claim_frame(
     if checked is not None:
         spot_check, attempt = checked
         frame = spot_check.frame
+        kind, crops = AssignmentKind.SPOT_CHECK, spot_check.crops
         return Claim(
             attempt=attempt,
             frame=frame,
             job=frame.job,
-            kind=AssignmentKind.SPOT_CHECK,
-            crops=spot_check.crops,
+            assignment=_assignment(attempt, frame.number, frame.job, frame.job.scene.size_bytes, kind, crops),
+            kind=kind,
+            crops=crops,
         )
     for frame_id in _pending_frames(node, exclude_job_ids, exclude_artists):
         if not transition_frame(frame_id, FrameState.ASSIGNED, expect=[FrameState.PENDING]):
@@ -201,17 +233,29 @@ def _lease(node: Node, frame_id: int, now: datetime) -> Claim:
     )
     db.session.add(attempt)
     db.session.flush()
-    frame = db.session.get(Frame, frame_id)
-    assert frame is not None
-    frame.current_attempt_id = attempt.id
+    db.session.execute(
+        update(Frame)
+        .where(Frame.id == frame_id)
+        .values(current_attempt_id=attempt.id)
+        .execution_options(synchronize_session=False)
+    )
+    # One read for all the node is told, made before the commit expires the rows.
+    frame, job, scene_size_bytes = db.session.execute(
+        select(Frame, Job, SceneFile.size_bytes)
+        .join(Job, Job.id == Frame.job_id)
+        .join(SceneFile, SceneFile.sha256 == Job.scene_sha256)
+        .where(Frame.id == frame_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    assignment = _assignment(attempt, frame.number, job, scene_size_bytes)
     db.session.commit()
     log.info(
         "frame assigned",
         extra={
-            "job_id": frame.job_id,
-            "frame": frame.number,
+            "job_id": assignment["job_id"],
+            "frame": assignment["frame_number"],
             "node_id": node.id,
-            "attempt_id": attempt.id,
+            "attempt_id": assignment["attempt_id"],
         },
     )
-    return Claim(attempt=attempt, frame=frame, job=frame.job)
+    return Claim(attempt=attempt, frame=frame, job=job, assignment=assignment)

@@ -1,11 +1,11 @@
 """Simulated render nodes: many real HTTP clients in one asyncio process.
 
 Each simulated node does what ``node_runner`` does over HTTP: it registers, waits
-for the start signal, then claims a frame, heartbeats at once (as the real node
-does when a frame starts), "renders" by sleeping for the frame's drawn render
-time while heartbeating every interval, uploads a tiny valid PNG under its lease,
-heartbeats again (idle) and claims the next frame; with no work it polls again
-after the idle interval. Render times are drawn from the frame number alone
+for the start signal, then claims a frame, "renders" by sleeping for the frame's
+drawn render time while heartbeating every interval, uploads a tiny valid PNG
+under its lease and claims the next frame (as the real node, no extra beat around
+a frame: the claim and the upload already tell the backend the node is alive);
+with no work it polls again after the idle interval. Render times are drawn from the frame number alone
 (``render_time_s``), so the controller knows the ideal schedule.
 
 Run by ``scripts.bench.scheduler`` as ``python -m scripts.bench.sim_nodes ...``:
@@ -215,14 +215,12 @@ class SimNode:
                 except TimeoutError:
                     pass
                 continue
-            self.active = assignment
-            await self.heartbeat()
+            self.active = assignment  # the claim itself counted as a heartbeat
             render_s = render_time_s(assignment["frame_number"], self.config.time_scale, self.config.seed)
             self.out.render_s.append(render_s)
             await asyncio.sleep(render_s)
-            await self.upload(assignment)
+            await self.upload(assignment)  # and so does the upload: no beat around a frame
             self.active = None
-            await self.heartbeat()
 
 
 async def _read_line() -> str:

@@ -65,7 +65,7 @@ def test_concurrent_claims_never_share_a_frame(app, client, run_workers, scene_f
         try:
             with app.app_context():
                 barrier.wait()
-                claimed = matchmaker.claim_frame(node_id)
+                claimed = matchmaker.claim_frame(matchmaker.get_node(node_id))
                 if claimed is not None:
                     won.append(claimed.frame.number)
         except BaseException as error:

@@ -134,7 +134,7 @@ def test_claims_are_timed(app, client):
     node = make_node()
     db.session.commit()
     before = scrape(client).get(("ronrender_claim_seconds_count", ()), 0)
-    assert matchmaker.claim_frame(node.id) is None  # nothing to render: still a timed claim
+    assert matchmaker.claim_frame(node) is None  # nothing to render: still a timed claim
     assert scrape(client)[("ronrender_claim_seconds_count", ())] == before + 1
 
 

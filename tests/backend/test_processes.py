@@ -45,7 +45,7 @@ def _in_child(config: dict[str, Any], action: str, argument: Any, start: Any) ->
         start.wait()
         if action == "claim":
             won = []
-            while (claimed := matchmaker.claim_frame(argument)) is not None:
+            while (claimed := matchmaker.claim_frame(matchmaker.get_node(argument))) is not None:
                 won.append(claimed.frame.number)
             return won
         if action == "sweep":

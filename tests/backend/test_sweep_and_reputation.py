@@ -131,7 +131,7 @@ def test_retried_frames_go_only_to_reputable_nodes(app, client, run_workers, sce
     shaky = db.session.get(Node, register(client, name="shaky"))
     shaky.frames_dropped = 1  # score 10/13: below the bar for retries, above suspension
     db.session.commit()
-    claimed = claim_frame(shaky.id)
+    claimed = claim_frame(shaky)
     assert claimed.frame.number != first["frame_number"]  # gets the fresh frame, not the retry
     steady = claim(client, register(client, name="steady"))
     assert steady["frame_number"] == first["frame_number"]
