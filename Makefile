@@ -74,8 +74,10 @@ bench: setup services
 chaos: setup services sandbox
 	$(BIN)/python scripts/chaos.py --frames 24 --nodes 4
 
+# One zip per platform in dist/ (eth-account bundled as wheels, cached in .ronrender/addon-wheels);
+# e.g. make addon ADDON_ARGS="--platform linux-x64", or ADDON_ARGS=--no-wheels.
 addon: setup
-	$(BIN)/python scripts/build_addon.py
+	$(BIN)/python scripts/build_addon.py $(ADDON_ARGS)
 
 clean:
 	rm -rf .ronrender demo-output bench-output chaos-output fuzz-output .pytest_cache

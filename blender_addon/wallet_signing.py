@@ -6,8 +6,12 @@ add-on signs with the same encrypted keystore the ``ronrender wallet`` command
 writes; the key is decrypted in memory for one signature and never stored. The
 password comes from the Submit dialog or ``RONRENDER_KEYSTORE_PASSWORD``.
 
-Signing needs the ``eth-account`` package in Blender's Python; without it the
-add-on says so and the artist accepts with ``ronrender accept JOB_ID``.
+Signing needs the ``eth-account`` package, which stock Blender lacks: each
+platform's zip (``ronrender-<version>-<platform>.zip``) bundles it and its
+dependencies as wheels, which Blender installs into its extensions'
+site-packages when the add-on is enabled. The zip without wheels signs only where
+Blender's Python has eth-account; elsewhere the add-on says so and the artist
+accepts with ``ronrender accept JOB_ID``.
 """
 
 from __future__ import annotations
@@ -72,8 +76,8 @@ class KeystoreSigner:
             from eth_account.messages import encode_typed_data
         except ImportError as error:
             raise AddonError(
-                "signing the acceptance needs the eth-account package, which this Blender lacks; "
-                "accept with `ronrender accept JOB_ID`",
+                "signing the acceptance needs the eth-account package, which this Blender lacks "
+                "(the RonRender zip for your platform bundles it); accept with `ronrender accept JOB_ID`",
                 reason="SIGNING_UNAVAILABLE",
             ) from error
         try:

@@ -1,4 +1,5 @@
-"""The extension zip that ``make addon`` builds: layout, manifest, vendored
+"""The extension zip without wheels (the one the Blender tests install; the platform
+zips with wheels are checked in ``test_addon_wheels.py``): layout, manifest, vendored
 modules, reproducibility, and Blender's own validator."""
 
 from __future__ import annotations

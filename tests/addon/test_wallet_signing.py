@@ -4,6 +4,7 @@ exactly the estimate shown is signed, by the keystore's address."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from eth_account import Account
@@ -99,3 +100,12 @@ def test_the_keystore_and_password_come_from_the_environment_when_not_set(monkey
     monkeypatch.setenv("RONRENDER_KEYSTORE_PASSWORD", "pw")
     assert signer_from("", "") == KeystoreSigner(path, "pw")
     assert signer_from("", "typed") == KeystoreSigner(path, "typed")
+
+
+def test_without_eth_account_the_artist_is_told_how_to_accept(monkeypatch, keystore):
+    path, _address = keystore
+    monkeypatch.setitem(sys.modules, "eth_account", None)  # a Blender without it (the zip without wheels)
+    with pytest.raises(AddonError) as raised:
+        KeystoreSigner(path, "pw").sign_typed_data(typed_data())
+    assert raised.value.reason == "SIGNING_UNAVAILABLE"
+    assert "ronrender accept" in str(raised.value) and "zip for your platform" in str(raised.value)
