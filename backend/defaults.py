@@ -58,4 +58,7 @@ ESTIMATE_SAFETY_MARGIN_PERCENT = 50
 MIN_PRICE_PER_FRAME_WEI = 10**12
 PLATFORM_FEE_BPS = 500
 SESSION_TTL_S = 3600
+# How long a backend process trusts a token it looked up (a revocation reaches the
+# other processes within this; the revoking process forgets the token at once).
+TOKEN_CACHE_S = 5.0
 RATE_LIMIT = "1200 per minute"

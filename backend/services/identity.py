@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from cachetools import TTLCache
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import is_address, to_checksum_address
@@ -28,6 +30,7 @@ from shared.states import TokenKind
 
 TOKEN_PREFIX = "rr_"
 CHALLENGE_TTL_S = 300
+TOKEN_CACHE_SIZE = 100_000
 ADMIN_TOKEN_ADDRESS = "admin"  # the bootstrap admin token has no wallet behind it
 
 
@@ -121,6 +124,7 @@ def revoke_token(identity: Identity, token_id: str) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = utc_now()
         db.session.commit()
+    _forget_token(token)
     return token
 
 
@@ -131,17 +135,53 @@ def identify(secret: str) -> Identity | None:
         return Identity(address=ADMIN_TOKEN_ADDRESS, is_admin=True, token_kind="ADMIN")
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(secret)))
-    if token is None or token.revoked_at is not None:
+    digest = _digest(secret)
+    cache = _token_cache()
+    with _token_cache_lock:
+        cached = cache.get(digest)
+    if cached is None:
+        token = db.session.scalar(select(ApiToken).where(ApiToken.token_sha256 == digest))
+        if token is None or token.revoked_at is not None:
+            return None
+        identity = Identity(
+            address=token.owner_address,
+            is_admin=token.owner_address.lower() in admin_addresses(),
+            token_kind=token.kind,
+            token_id=token.id,
+        )
+        cached = (identity, token.expires_at)
+        with _token_cache_lock:
+            cache[digest] = cached
+    identity, expires_at = cached
+    if expires_at is not None and expires_at <= datetime.now(UTC):
         return None
-    if token.expires_at is not None and token.expires_at <= datetime.now(UTC):
-        return None
-    return Identity(
-        address=token.owner_address,
-        is_admin=token.owner_address.lower() in admin_addresses(),
-        token_kind=token.kind,
-        token_id=token.id,
-    )
+    return identity
+
+
+# Every request carries a token: a process trusts what it looked up for a few seconds
+# (RONRENDER_TOKEN_CACHE_S) instead of reading the same row again and again.
+_token_cache_lock = threading.Lock()
+
+
+def _token_cache() -> TTLCache:
+    cache = current_app.extensions.get("ronrender_token_cache")
+    if cache is None:
+        ttl_s = current_app.config["RONRENDER_TOKEN_CACHE_S"]
+        cache = TTLCache(maxsize=TOKEN_CACHE_SIZE, ttl=ttl_s) if ttl_s > 0 else _NoCache()
+        current_app.extensions["ronrender_token_cache"] = cache
+    return cache
+
+
+class _NoCache(dict):
+    """A cache that keeps nothing (RONRENDER_TOKEN_CACHE_S = 0)."""
+
+    def __setitem__(self, key: object, value: object) -> None:
+        pass
+
+
+def _forget_token(token: ApiToken) -> None:
+    with _token_cache_lock:
+        _token_cache().pop(token.token_sha256, None)
 
 
 def admin_addresses() -> set[str]:

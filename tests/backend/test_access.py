@@ -3,9 +3,11 @@ another node's wallet, an expired or revoked token, no token) through HTTP."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import time
 
 import pytest
+from sqlalchemy import event
 
 from backend import create_app
 from backend.extensions import db
@@ -225,14 +227,33 @@ def test_expired_and_revoked_tokens_stop_working(app, client, anonymous_client):
     assert client.delete(f"/api/v1/auth/tokens/{created.json['id']}").status_code == 200
     assert_refused(addon.get(JOBS), 401)
 
+    # A session token expires even while the process still trusts it (the token cache).
+    app.config["RONRENDER_SESSION_TTL_S"] = 1
     session = session_token(anonymous_client, OTHER_ARTIST_KEY)
     expiring = client_with_token(app, session)
     assert expiring.get(JOBS).status_code == 200
-    db.session.query(ApiToken).filter(ApiToken.owner_address == address_of(OTHER_ARTIST_KEY)).update(
-        {"expires_at": utc_now() - timedelta(seconds=1)}
+    token = (
+        db.session.query(ApiToken).filter_by(token_sha256=hashlib.sha256(session.encode()).hexdigest()).one()
     )
-    db.session.commit()
+    time.sleep(max(0.0, (token.expires_at - utc_now()).total_seconds()) + 0.05)
     assert_refused(expiring.get(JOBS), 401)
+
+
+def test_a_process_reads_a_token_once_per_cache_period(app, client):
+    statements: list[str] = []
+
+    def record(_connection, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert client.get(JOBS).status_code == 200  # looked up (or already trusted)
+        statements.clear()
+        assert client.get(JOBS).status_code == 200
+        again = [s for s in statements if "FROM api_tokens" in s]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert again == [] and app.config["RONRENDER_TOKEN_CACHE_S"] > 0
 
 
 def test_rate_limits_apply_per_identity(app, escrow):
