@@ -65,7 +65,8 @@ def tiny_png(value: int, size: int = 8) -> bytes:
 
 @dataclass
 class Measurements:
-    claim_ms: list[float] = field(default_factory=list)  # claims that got a frame
+    claim_ms: list[float] = field(default_factory=list)  # claims that got a frame, after the first
+    first_claim_ms: list[float] = field(default_factory=list)  # each node's first: all at once at "go"
     empty_claim_ms: list[float] = field(default_factory=list)  # 204: nothing to do
     empty_claim_at: list[float] = field(default_factory=list)
     heartbeat_ms: list[float] = field(default_factory=list)
@@ -99,6 +100,7 @@ class SimNode:
         self.node_id = ""
         self.token: str | None = None
         self.active: dict[str, Any] | None = None
+        self.claimed_before = False
         self.stop = asyncio.Event()
 
     async def register(self) -> None:
@@ -172,7 +174,8 @@ class SimNode:
             if response.status != 200:
                 self.out.error(f"claim HTTP {response.status}")
                 return None
-            self.out.claim_ms.append(elapsed_ms)
+            (self.out.claim_ms if self.claimed_before else self.out.first_claim_ms).append(elapsed_ms)
+            self.claimed_before = True
             return json.loads(body)
 
     async def upload(self, assignment: dict[str, Any]) -> None:
