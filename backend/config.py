@@ -38,6 +38,9 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RONRENDER_ADMIN_ADDRESSES": [a for a in env.get("RONRENDER_ADMIN_ADDRESSES", "").split(",") if a],
         "RONRENDER_SESSION_TTL_S": int(env.get("RONRENDER_SESSION_TTL_S", defaults.SESSION_TTL_S)),
         "RONRENDER_TOKEN_CACHE_S": float(env.get("RONRENDER_TOKEN_CACHE_S", defaults.TOKEN_CACHE_S)),
+        "RONRENDER_IDLE_CLAIMS_PER_S": int(
+            env.get("RONRENDER_IDLE_CLAIMS_PER_S", defaults.IDLE_CLAIMS_PER_S)
+        ),
         # Per identity (or per client address before sign-in); "" turns rate limiting off.
         "RONRENDER_RATE_LIMIT": env.get("RONRENDER_RATE_LIMIT", defaults.RATE_LIMIT),
         "RONRENDER_MAX_FRAME_FAILURES": int(

@@ -61,4 +61,8 @@ SESSION_TTL_S = 3600
 # How long a backend process trusts a token it looked up (a revocation reaches the
 # other processes within this; the revoking process forgets the token at once).
 TOKEN_CACHE_S = 5.0
+# Empty claims per second that a farm's idle nodes may make in all: past that many
+# online nodes, an empty answer asks each to come back later (Retry-After).
+IDLE_CLAIMS_PER_S = 50
+IDLE_RETRY_AFTER_MAX_S = 30
 RATE_LIMIT = "1200 per minute"

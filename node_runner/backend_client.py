@@ -31,6 +31,20 @@ OPTIONAL_REGISTRATION_FIELDS = ("sandboxed", "benchmark_ms", "slots")
 
 
 @dataclass(frozen=True)
+class NoWork:
+    """Nothing fits the node now; a large idle farm is told to ask less often."""
+
+    retry_after_s: float | None = None
+
+
+def _retry_after_s(response: requests.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
 class Claimed:
     """A claim's answer, with the job's artist when the backend says who it is."""
 
@@ -101,12 +115,14 @@ class BackendClient:
         node_id: str,
         exclude_job_ids: frozenset[str] = frozenset(),
         exclude_artists: frozenset[str] = frozenset(),
-    ) -> Claimed | None:
+    ) -> Claimed | NoWork:
         """One frame under a new lease; the owner's blocklist travels along so it is never handed out."""
         body = {"exclude_job_ids": sorted(exclude_job_ids), "exclude_artists": sorted(exclude_artists)}
-        answer = self._retrying(lambda: self.api.json("POST", protocol.node_claim_path(node_id), json=body))
-        if answer is None:
-            return None
+        path = protocol.node_claim_path(node_id)
+        response = self._retrying(lambda: self.api.request("POST", path, json=body))
+        if response.status_code == 204:
+            return NoWork(_retry_after_s(response))
+        answer = response.json()
         return Claimed(FrameAssignment.from_json(answer), answer.get("artist_address"))
 
     def download_scene(

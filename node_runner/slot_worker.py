@@ -6,6 +6,7 @@ a classified failure. Each slot runs this on a thread of its own."""
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import threading
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from node_runner import defaults, diagnostics
-from node_runner.backend_client import BackendClient, Claimed
+from node_runner.backend_client import BackendClient, Claimed, NoWork
 from node_runner.heartbeat import ActiveFrame
 from node_runner.render import BlenderSession, RenderResult
 from node_runner.scene_cache import SceneCache, SceneChecksumMismatch
@@ -99,15 +100,23 @@ class SlotWorker(threading.Thread):
                 continue
             self.waiting = None
             claimed = self._claim()
-            if claimed is None:
-                self.stop.wait(self.idle_poll_interval_s)
+            if not isinstance(claimed, Claimed):
+                self.stop.wait(self._idle_wait_s(claimed))
                 continue
             if self._blocked(claimed):
                 self.stop.wait(self.idle_poll_interval_s)  # so a blocked job is not claimed in a tight loop
                 continue
             self._work_on(claimed.assignment)
 
-    def _claim(self) -> Claimed | None:
+    def _idle_wait_s(self, no_work: NoWork | None) -> float:
+        """The own idle interval, or longer when the backend asks (spread so that a large
+        farm's idle nodes do not come back all at once)."""
+        hint = no_work.retry_after_s if no_work is not None else None
+        if hint is None or hint <= self.idle_poll_interval_s:
+            return self.idle_poll_interval_s
+        return hint * random.uniform(0.8, 1.2)
+
+    def _claim(self) -> Claimed | NoWork | None:
         try:
             return self.client.claim(self.node_id, self.terms.blocked_jobs, self.terms.blocked_artists)
         except ApiError as error:

@@ -95,5 +95,6 @@ def claim(node_id: str, json_data: dict[str, Any]) -> Any:
         exclude_artists=json_data["exclude_artists"],
     )
     if claimed is None:
-        return "", 204
+        retry_after_s = matchmaker.idle_retry_after_s()
+        return "", 204, ({"Retry-After": str(retry_after_s)} if retry_after_s else {})
     return claimed.assignment

@@ -10,7 +10,10 @@ not even contend; SQLite serialises writers.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +31,7 @@ from backend.services.frame_transitions import transition_frame
 from shared.states import AssignmentKind, AttemptOutcome, DeviceType, FrameState, JobState, NodeState
 
 log = logging.getLogger(__name__)
+ONLINE_COUNT_TTL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -259,3 +263,21 @@ def _lease(node: Node, frame_id: int, now: datetime) -> Claim:
         },
     )
     return Claim(attempt=attempt, frame=frame, job=job, assignment=assignment)
+
+
+_online_count_lock = threading.Lock()
+
+
+def idle_retry_after_s() -> int | None:
+    """How long an idle node should wait before asking again, when the farm is so large
+    that its idle nodes would otherwise flood the backend with empty claims (their total
+    rate is held near RONRENDER_IDLE_CLAIMS_PER_S); None for a small farm."""
+    counted = current_app.extensions.setdefault("ronrender_online_nodes", {"nodes": 0, "until": 0.0})
+    with _online_count_lock:
+        now = time.monotonic()
+        if now >= counted["until"]:  # counted at most once per few seconds per process
+            online = select(func.count()).select_from(Node).where(Node.state == NodeState.ONLINE)
+            counted.update(nodes=db.session.scalar(online) or 0, until=now + ONLINE_COUNT_TTL_S)
+        nodes = counted["nodes"]
+    wait_s = math.ceil(nodes / current_app.config["RONRENDER_IDLE_CLAIMS_PER_S"])
+    return min(wait_s, defaults.IDLE_RETRY_AFTER_MAX_S) if wait_s > 1 else None

@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--time-scale",
         type=float,
         default=1.0,
-        help="render times uniform(2, 20) s, heartbeat (15 s) and idle poll (2 s) are multiplied by this",
+        help="render times uniform(2, 20) s, heartbeat (15 s), idle poll (1 s), Retry-After: all times this",
     )
     parser.add_argument("--backend-workers", type=int, default=4)
     parser.add_argument("--backend-threads", type=int, default=4)

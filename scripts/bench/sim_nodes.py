@@ -101,6 +101,7 @@ class SimNode:
         self.token: str | None = None
         self.active: dict[str, Any] | None = None
         self.claimed_before = False
+        self.retry_after_s = 0.0  # the backend's hint from the last empty claim
         self.stop = asyncio.Event()
 
     async def register(self) -> None:
@@ -170,6 +171,7 @@ class SimNode:
             if response.status == 204:
                 self.out.empty_claim_ms.append(elapsed_ms)
                 self.out.empty_claim_at.append(time.monotonic())
+                self.retry_after_s = float(response.headers.get("Retry-After", 0)) * self.config.time_scale
                 return None
             if response.status != 200:
                 self.out.error(f"claim HTTP {response.status}")
@@ -213,8 +215,13 @@ class SimNode:
                 self.out.error("claim connection")
                 assignment = None
             if assignment is None:
+                # As the node: its own idle interval, or the backend's longer one, spread.
+                wait_s = self.config.idle_poll_s
+                if self.retry_after_s > wait_s:
+                    wait_s = self.retry_after_s * random.uniform(0.8, 1.2)
+                self.retry_after_s = 0.0
                 try:
-                    await asyncio.wait_for(self.stop.wait(), self.config.idle_poll_s)
+                    await asyncio.wait_for(self.stop.wait(), wait_s)
                 except TimeoutError:
                     pass
                 continue
@@ -264,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name-prefix", default="sim")
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--heartbeat-interval-s", type=float, default=15.0)
-    parser.add_argument("--idle-poll-s", type=float, default=2.0)
+    parser.add_argument("--idle-poll-s", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--result", required=True)

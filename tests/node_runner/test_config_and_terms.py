@@ -11,9 +11,11 @@ from pathlib import Path
 
 import click
 import pytest
+import requests
 from click.testing import CliRunner
 
 from node_runner import cli
+from node_runner.backend_client import NoWork, _retry_after_s
 from node_runner.config import GIB, ConfigError, build_config, read_config_file
 from node_runner.render import CPU_DEVICE
 from node_runner.slot_worker import SlotWorker
@@ -187,3 +189,26 @@ def _wait_until(predicate, timeout_s: float = 30.0) -> None:
             return
         deadline.wait(0.05)
     raise AssertionError("condition not reached")
+
+
+def test_an_idle_slot_waits_as_long_as_the_backend_asks_and_no_less_than_its_own_interval(tmp_path):
+    slot = SlotWorker(
+        SlotSpec("cpu0", CPU_DEVICE, 0, 1), node_id="n", client=RecordingBackend(), scenes=None,
+        blender=_NoBlender(), terms=OwnerTerms(tmp_path), stop=threading.Event(), work_dir=tmp_path,
+        idle_poll_interval_s=1.0,
+    )  # fmt: skip
+    assert slot._idle_wait_s(None) == 1.0  # unreachable backend: the own interval
+    assert slot._idle_wait_s(NoWork(None)) == 1.0
+    assert slot._idle_wait_s(NoWork(0.5)) == 1.0
+    waits = [slot._idle_wait_s(NoWork(20.0)) for _ in range(50)]
+    assert all(16.0 <= w <= 24.0 for w in waits) and len(set(waits)) > 1  # spread, not in step
+
+
+def test_the_retry_after_header_of_an_empty_claim_is_read():
+    response = requests.Response()
+    response.status_code = 204
+    assert _retry_after_s(response) is None
+    response.headers["Retry-After"] = "12"
+    assert _retry_after_s(response) == 12.0
+    response.headers["Retry-After"] = "Wed, 21 Oct 2026 07:28:00 GMT"  # a date: not used by us
+    assert _retry_after_s(response) is None
