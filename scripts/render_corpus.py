@@ -25,7 +25,9 @@ def main(argv: list[str]) -> int:
     with open(spec_path, encoding="utf-8") as handle:
         specs = json.load(handle)
     build_scene(
-        argparse.Namespace(frames=12, width=320, height=180, samples=16, format="PNG", missing_texture=False)
+        argparse.Namespace(
+            frames=12, width=320, height=180, samples=16, format="PNG", missing_texture=False, flat=False
+        )
     )
     scene = bpy.context.scene
     scene.render.threads_mode = "AUTO"
