@@ -19,6 +19,8 @@ import functools
 import hashlib
 import os
 import random
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -71,6 +73,9 @@ MIN_STATISTICS_SIDE_PX = 32
 # Statistics of large images come from about this many pixels, in bands of rows.
 STATISTICS_SAMPLE_PX = 1_000_000
 BAND_ROWS = 4
+# Whole-image passes go over blocks of rows of about this many pixels, so that their
+# temporaries stay in the CPU cache instead of being whole-image arrays.
+BLOCK_PX = 1 << 17
 
 
 class RejectionReason(StrEnum):
@@ -180,9 +185,14 @@ def check_render_output(path: str, expected: ExpectedImage) -> Verdict:
         measured["info"] = decoded.info
         _check_task(decoded.info, expected)
         _check_values(decoded.pixels)
-        luminance = display_luminance(decoded.pixels)
-        measured["fingerprint"] = _fingerprint(decoded.pixels, luminance)
-        measured["stats"] = image_statistics(luminance)
+        # sha256 lets go of the GIL: the pixel hash runs on a second core beside the
+        # luminance measures, instead of adding its time to theirs.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pixel_hash = pool.submit(_pixel_hash, decoded.pixels)
+            luminance = display_luminance(decoded.pixels)
+            signature = _signature_text(luminance)
+            measured["stats"] = image_statistics(luminance)
+            measured["fingerprint"] = f"{pixel_hash.result()}:{signature}"
         _check_content(decoded.pixels, expected)
         _check_copy(decoded.pixels, luminance, measured["fingerprint"], measured["stats"], expected)
     except _Rejected as rejected:
@@ -328,18 +338,57 @@ def _check_task(info: ImageInfo, expected: ExpectedImage) -> None:
 
 def _check_values(pixels: dict[str, np.ndarray]) -> None:
     for name, values in pixels.items():
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
+        if values.dtype.kind == "f" and not _all_finite(values):
             raise _Rejected(RejectionReason.NON_FINITE, f"channel {name} holds NaN or Inf")
+
+
+# IEEE floats by size: the unsigned type of their bits, and the exponent mask.
+_FLOAT_BITS = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF0000000000000)}
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """``np.isfinite(values).all()`` from the bits: NaN and Inf are the values whose
+    exponent bits are all ones (np.isfinite converts every half float first)."""
+    bits = _FLOAT_BITS.get(values.dtype.itemsize)
+    if bits is None or values.ndim != 2 or not values.dtype.isnative:
+        return bool(np.isfinite(values).all())
+    unsigned, exponent = bits
+    magnitude = unsigned(exponent | (exponent - 1))  # every bit but the sign
+    pattern = values.view(unsigned)
+    scratch = np.empty(BLOCK_PX + values.shape[1], dtype=unsigned)
+    for rows in _row_blocks(values):
+        block = pattern[rows]
+        masked = scratch[: block.size].reshape(block.shape)
+        np.bitwise_and(block, magnitude, out=masked)
+        if masked.max() >= exponent:
+            return False
+    return True
+
+
+def _row_blocks(values: np.ndarray) -> Iterator[slice]:
+    """Slices of consecutive rows of about BLOCK_PX pixels, covering the array."""
+    height, width = values.shape[:2]
+    step = max(1, BLOCK_PX // max(1, width))
+    for top in range(0, height, step):
+        yield slice(top, min(top + step, height))
 
 
 def _check_content(pixels: dict[str, np.ndarray], expected: ExpectedImage) -> None:
     color = [values for name, values in pixels.items() if _is_color(name)]
-    if all(float(values.min()) == float(values.max()) for values in color):
+    if all(_is_constant(values) for values in color):
         if expected.reference_is_blank:
             return  # the job's reference render is blank here too: the truth
-        black = all(float(values.max()) == 0.0 for values in color)
+        black = all(float(values.flat[0]) == 0.0 for values in color)
         what = "all black" if black else "a single constant colour"
         raise _Rejected(RejectionReason.BLANK, f"the image is {what}")
+
+
+def _is_constant(values: np.ndarray) -> bool:
+    """min == max, but a rendered image is told apart in its first rows, not in a full pass."""
+    first = values.flat[0]
+    if values.ndim != 2:
+        return bool((values == first).all())
+    return not any((values[rows] != first).any() for rows in _row_blocks(values))
 
 
 def display_luminance(pixels: dict[str, np.ndarray]) -> np.ndarray:
@@ -347,13 +396,35 @@ def display_luminance(pixels: dict[str, np.ndarray]) -> np.ndarray:
     (linear EXR) clipped to the display range and sRGB encoded, as a thumbnail shows them."""
     names = [name for name in pixels if _is_color(name)]
     combined = [name for name in names if ".Combined." in name or "." not in name]
-    names = combined or names
-    total: np.ndarray | None = None
-    for name in names:
-        channel = to_display(pixels[name])
-        total = channel if total is None else total + channel
-    assert total is not None
-    return total / len(names)
+    channels = [pixels[name] for name in combined or names]
+    assert channels
+    # Block by block, with the same float32 operations in the same order as on whole arrays.
+    total = np.empty(channels[0].shape, dtype=np.float32)
+    scratch = np.empty(BLOCK_PX + total.shape[1], dtype=np.float32)
+    for rows in _row_blocks(total):
+        out = total[rows]
+        _display_into(channels[0][rows], out)
+        for values in channels[1:]:
+            part = scratch[: out.size].reshape(out.shape)
+            _display_into(values[rows], part)
+            np.add(out, part, out=out)
+        np.divide(out, len(channels), out=out)
+    return total
+
+
+def _display_into(values: np.ndarray, out: np.ndarray) -> None:
+    """``to_display(values)`` written into ``out`` (float32, same shape)."""
+    if values.dtype.kind == "u" and values.dtype.itemsize <= 2:
+        # The table's own float32 division, vectorised where a lookup is a gather.
+        np.copyto(out, values)
+        np.divide(out, np.float32(np.iinfo(values.dtype).max), out=out)
+    elif values.dtype.kind in "if" and values.dtype.itemsize <= 2:
+        table = _display_table(values.dtype)
+        codes = values.view(np.uint16 if values.dtype.itemsize == 2 else np.uint8)
+        # "wrap" never wraps (the table has every code); "raise" would buffer the output.
+        np.take(table, codes, out=out, mode="wrap")
+    else:
+        out[...] = _to_display(values)
 
 
 def to_display(values: np.ndarray) -> np.ndarray:
@@ -391,15 +462,34 @@ def fingerprint(path: str, expected: ExpectedImage) -> str:
 
 def _fingerprint(pixels: dict[str, np.ndarray], luminance: np.ndarray) -> str:
     """sha256 of the decoded colour pixels, then a 16-bit luminance signature."""
+    return f"{_pixel_hash(pixels)}:{_signature_text(luminance)}"
+
+
+def _pixel_hash(pixels: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in sorted(name for name in pixels if _is_color(name)):
-        values = np.ascontiguousarray(pixels[name])
+        values = pixels[name]
         digest.update(f"{name}:{values.dtype.str}:{values.shape}".encode())
-        digest.update(values.tobytes())
+        _hash_pixels(digest, values)
+    return digest.hexdigest()
+
+
+def _signature_text(luminance: np.ndarray) -> str:
     signature = np.round(_signature(luminance) * 65535).astype(">u2")
     height, width = signature.shape
     encoded = base64.b64encode(signature.tobytes()).decode("ascii")
-    return f"{digest.hexdigest()}:{width}x{height}:{encoded}"
+    return f"{width}x{height}:{encoded}"
+
+
+def _hash_pixels(digest: Any, values: np.ndarray) -> None:
+    """Feed the array's bytes in C order, as ``tobytes`` has them, without a whole copy."""
+    if values.flags.c_contiguous:
+        digest.update(values)
+    elif values.ndim != 2:
+        digest.update(np.ascontiguousarray(values))
+    else:  # a channel of interleaved pixels (PNG): copied a block of rows at a time
+        for rows in _row_blocks(values):
+            digest.update(np.ascontiguousarray(values[rows]))
 
 
 def _signature(luminance: np.ndarray) -> np.ndarray:
@@ -407,7 +497,8 @@ def _signature(luminance: np.ndarray) -> np.ndarray:
 
     height, width = luminance.shape
     size = (min(SIGNATURE_SIDE_PX, width), min(SIGNATURE_SIDE_PX, height))
-    return np.asarray(Image.fromarray(luminance.astype(np.float32), "F").resize(size, Image.Resampling.BOX))
+    image = Image.fromarray(np.ascontiguousarray(luminance, dtype=np.float32), "F")
+    return np.asarray(image.resize(size, Image.Resampling.BOX))
 
 
 def _parse_fingerprint(text: str) -> tuple[str, np.ndarray | None]:
@@ -448,29 +539,58 @@ def image_statistics(luminance: np.ndarray) -> dict[str, float]:
         bands = luminance[None].astype(np.float64)  # small: the whole image as one band
     else:
         bands = _row_bands(luminance).astype(np.float64)  # (bands, 4 rows, width)
-    laplacian = (
-        bands[:, :-2, :-2] - 2 * bands[:, :-2, 1:-1] + bands[:, :-2, 2:]
-        - 2 * bands[:, 1:-1, :-2] + 4 * bands[:, 1:-1, 1:-1] - 2 * bands[:, 1:-1, 2:]
-        + bands[:, 2:, :-2] - 2 * bands[:, 2:, 1:-1] + bands[:, 2:, 2:]
-    )  # fmt: skip
-    noise = float(np.sqrt(np.pi / 2) * np.abs(laplacian).mean() / 6)
-    near = float(np.square(np.diff(bands, axis=2)).mean() + np.square(np.diff(bands, axis=1)).mean())
+    laplacian = _laplacian(bands)
+    noise = float(np.sqrt(np.pi / 2) * np.abs(laplacian, out=laplacian).mean() / 6)
+    near = float(_mean_square(np.diff(bands, axis=2)) + _mean_square(np.diff(bands, axis=1)))
     far = float(
-        np.square(bands[:, :, 2:] - bands[:, :, :-2]).mean() + np.square(bands[:, 2:] - bands[:, :-2]).mean()
+        _mean_square(np.subtract(bands[:, :, 2:], bands[:, :, :-2]))
+        + _mean_square(np.subtract(bands[:, 2:], bands[:, :-2]))
     )
     return {"noise": noise, "detail_ratio": far / near if near > 0 else 0.0}
 
 
+def _laplacian(bands: np.ndarray) -> np.ndarray:
+    """The Laplacian [1 -2 1; -2 4 -2; 1 -2 1] of each band, summed in place term by term
+    in reading order: bit for bit the sum written as one expression, without its
+    temporaries (doubling is exact, and x - y is x + -y in IEEE arithmetic)."""
+    height, width = bands.shape[1] - 2, bands.shape[2] - 2
+    doubled = np.multiply(bands, 2)
+
+    def at(source: np.ndarray, row: int, col: int) -> np.ndarray:
+        return source[:, row : row + height, col : col + width]
+
+    total = at(bands, 0, 0).copy()
+    total -= at(doubled, 0, 1)
+    total += at(bands, 0, 2)
+    total -= at(doubled, 1, 0)
+    total += np.multiply(at(doubled, 1, 1), 2)
+    total -= at(doubled, 1, 2)
+    total += at(bands, 2, 0)
+    total -= at(doubled, 2, 1)
+    total += at(bands, 2, 2)
+    return total
+
+
+def _mean_square(values: np.ndarray) -> np.floating:
+    """Mean of the squares, squaring in place (``values`` is a temporary)."""
+    return np.square(values, out=values).mean()
+
+
 def _row_bands(image: np.ndarray) -> np.ndarray:
     """Bands of 4 consecutive rows starting on even rows, evenly spaced, as (bands, 4, ...):
-    the whole image when it is small."""
+    the whole image when it is small. A read-only view, not a copy."""
     height, width = image.shape[:2]
     count = height // BAND_ROWS
     wanted = max(1, STATISTICS_SAMPLE_PX // (BAND_ROWS * width))
     stride = max(1, count // wanted)
-    starts = np.arange(0, count, stride) * BAND_ROWS
-    rows = (starts[:, None] + np.arange(BAND_ROWS)[None, :]).ravel()
-    return image[rows].reshape(len(starts), BAND_ROWS, *image.shape[1:])
+    bands = len(range(0, count, stride))
+    step = image.strides[0]
+    return np.lib.stride_tricks.as_strided(
+        image,
+        shape=(bands, BAND_ROWS, *image.shape[1:]),
+        strides=(stride * BAND_ROWS * step, step, *image.strides[1:]),
+        writeable=False,
+    )
 
 
 def _nearest_phase_gap(pixels: dict[str, np.ndarray]) -> float:
@@ -482,15 +602,43 @@ def _nearest_phase_gap(pixels: dict[str, np.ndarray]) -> float:
         if lines[0].shape[0] < BAND_ROWS:
             continue
         if lines[0].size <= STATISTICS_SAMPLE_PX:
-            same = np.logical_and.reduce([line[:-1] == line[1:] for line in lines])
+            same = _all_equal(np.equal(line[:-1], line[1:]) for line in lines)
             equal = same.reshape(same.shape[0], -1).mean(axis=1)
             gaps.append(abs(float(equal[0::2].mean()) - float(equal[1::2].mean())))
             continue
         # Bands of 4 lines starting on even lines: pairs (0,1) and (2,3) are one phase, (1,2) the other.
-        bands = [_row_bands(line) for line in lines]
-        same = np.logical_and.reduce([band[:, 1:] == band[:, :-1] for band in bands])
-        gaps.append(abs(float(same[:, 0::2].mean()) - float(same[:, 1].mean())))
+        bands = (_comparable(_row_bands(line)) for line in lines)
+        same = _all_equal(np.equal(band[:, 1:], band[:, :-1]) for band in bands)
+        # Counted rather than averaged: the same fractions, from exact integer counts.
+        pairs = same[:, 0].size
+        first, middle, last = (np.count_nonzero(same[:, index]) for index in range(3))
+        gaps.append(abs((first + last) / (2 * pairs) - middle / pairs))
     return max(gaps, default=0.0)
+
+
+def _comparable(bands: np.ndarray) -> np.ndarray:
+    """A C-ordered copy of sampled bands, so that comparisons run along whole lines.
+
+    Half floats become their bits (numpy compares float16 one value at a time), with -0
+    made +0: then bits are equal exactly when the values are, NaN aside, which never
+    equals itself and keeps the float comparison.
+    """
+    copy = bands.copy(order="C")
+    if copy.dtype != np.float16:
+        return copy
+    bits = copy.view(np.uint16)
+    if (np.bitwise_and(bits, 0x7FFF) > 0x7C00).any():
+        return copy.astype(np.float32)
+    np.copyto(bits, 0, where=bits == 0x8000)
+    return bits
+
+
+def _all_equal(comparisons: Iterator[np.ndarray]) -> np.ndarray:
+    """The logical and of boolean arrays, into the first (no stack of them all)."""
+    same = next(comparisons)
+    for other in comparisons:
+        np.logical_and(same, other, out=same)
+    return same
 
 
 def _check_copy(
