@@ -50,7 +50,8 @@ def test_benchmark_writes_its_figures(benchmark: str, tmp_path: Path):
             assert [point["nodes"] for point in result[key]] == [3, 6]
             for point in result[key]:
                 assert point["frames_uploaded"] == point["frames"], point
-                for figure in ("makespan_over_ideal", "claim_p99_ms", "first_claim_p99_ms", "heartbeats_per_s"):
+                figures = ("makespan_over_ideal", "claim_p99_ms", "first_claim_p99_ms", "heartbeats_per_s")
+                for figure in figures:
                     assert is_number(point[figure]), (figure, point)
         else:
             assert is_number(result[key]), (key, result[key], result["notes"])
