@@ -40,7 +40,6 @@ MARKERS = {
     "macos-arm64": {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64"},
     "macos-x64": {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "x86_64"},
 }
-JOB_ID = "0123456789abcdef0123456789abcdef"
 
 
 def project(wheel_filename: str) -> str:
@@ -172,42 +171,12 @@ def test_a_rebuild_takes_the_cached_wheels_and_gives_the_same_zip(platform_zips,
 # --- in Blender -----------------------------------------------------------------------
 
 
-def typed_data() -> dict:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "AcceptJob": [
-                {"name": "jobId", "type": "bytes32"},
-                {"name": "artist", "type": "address"},
-                {"name": "totalWei", "type": "uint256"},
-                {"name": "frameCount", "type": "uint32"},
-            ],
-        },
-        "primaryType": "AcceptJob",
-        "domain": {
-            "name": "RonRender",
-            "version": "1",
-            "chainId": 31337,
-            "verifyingContract": "0x" + "11" * 20,
-        },
-        "message": {
-            "jobId": "0x" + JOB_ID.rjust(64, "0"),
-            "artist": "0x" + "22" * 20,
-            "totalWei": "387072000000",
-            "frameCount": 4,
-        },
-    }
-
-
 def test_blender_without_eth_account_signs_with_the_bundled_wheels(platform_zips, tmp_path):
     from build_addon import BLENDER_BUNDLED
     from eth_account import Account
     from eth_account.messages import encode_typed_data
+
+    from tests.addon.test_wallet_signing import typed_data
 
     account = Account.create()
     keystore = tmp_path / "keystore.json"
