@@ -50,7 +50,7 @@ class SlotWorker(threading.Thread):
         stop: threading.Event,
         work_dir: Path,
         idle_poll_interval_s: float,
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[..., None] = lambda **_: None,
     ) -> None:
         super().__init__(name=f"slot-{spec.name}", daemon=True)
         self.spec = spec
@@ -62,7 +62,7 @@ class SlotWorker(threading.Thread):
         self.stop = stop
         self.work_dir = work_dir
         self.idle_poll_interval_s = idle_poll_interval_s
-        self.on_change = on_change  # the status file follows frame changes
+        self.on_change = on_change  # the status file (and a frame's start, the heartbeat) follow
         self.active: ActiveFrame | None = None
         self.waiting: str | None = None
         self.counters = SlotCounters()
@@ -159,7 +159,7 @@ class SlotWorker(threading.Thread):
         active = ActiveFrame(assignment)
         self.active = active
         self._last_logged_quarter = -1
-        self.on_change()
+        self.on_change(frame_started=True)
         attempt_dir = self.work_dir / "attempts" / str(assignment.attempt_id)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         log.info(

@@ -3,10 +3,10 @@
 Each simulated node does what ``node_runner`` does over HTTP: it registers, waits
 for the start signal, then claims a frame, "renders" by sleeping for the frame's
 drawn render time while heartbeating every interval, uploads a tiny valid PNG
-under its lease and claims the next frame (as the real node, no extra beat around
-a frame: the claim and the upload already tell the backend the node is alive);
-with no work it polls again after the idle interval. Render times are drawn from the frame number alone
-(``render_time_s``), so the controller knows the ideal schedule.
+under its lease and claims the next frame (as the real node: one beat when a
+frame starts, none after the upload, which already tells the backend); with no
+work it polls again after the idle interval. Render times are drawn from the
+frame number alone (``render_time_s``), so the controller knows the ideal schedule.
 
 Run by ``scripts.bench.scheduler`` as ``python -m scripts.bench.sim_nodes ...``:
 it prints ``registered`` once every node is registered, starts on a ``go`` line
@@ -225,7 +225,8 @@ class SimNode:
                 except TimeoutError:
                     pass
                 continue
-            self.active = assignment  # the claim itself counted as a heartbeat
+            self.active = assignment
+            await self.heartbeat()  # as the node: the frame's start is told at once
             render_s = render_time_s(assignment["frame_number"], self.config.time_scale, self.config.seed)
             self.out.render_s.append(render_s)
             await asyncio.sleep(render_s)
