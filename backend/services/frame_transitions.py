@@ -3,12 +3,15 @@ assigned twice or finished twice, whatever the concurrency."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 
-from backend.models import Frame
+from backend.extensions import db
+from backend.models import Attempt, Frame
 from backend.services.guarded_update import move_state
 from shared.states import FrameState, states_leading_to
 
@@ -76,3 +79,18 @@ def requeue_failed_frame(job_id: str, number: int) -> Frame:
     db.session.commit()
     db.session.refresh(frame)
     return frame
+
+
+def open_lease(node_id: str, frame_id: int, now: datetime) -> Attempt:
+    """A new attempt of ``node_id`` on a frame, with a fresh lease token; flushed, so it has
+    its id. The caller commits."""
+    attempt = Attempt(
+        frame_id=frame_id,
+        node_id=node_id,
+        lease_token=secrets.token_hex(32),
+        started_at=now,
+        lease_expires_at=now + timedelta(seconds=current_app.config["RONRENDER_OFFLINE_AFTER_S"]),
+    )
+    db.session.add(attempt)
+    db.session.flush()
+    return attempt

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -27,7 +26,7 @@ from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SceneFile, utc_now
 from backend.services import reputation, spot_checks
-from backend.services.frame_transitions import transition_frame
+from backend.services.frame_transitions import open_lease, transition_frame
 from shared.states import AssignmentKind, AttemptOutcome, DeviceType, FrameState, JobState, NodeState
 
 log = logging.getLogger(__name__)
@@ -227,16 +226,7 @@ def _pending_frames(
 
 def _lease(node: Node, frame_id: int, now: datetime) -> Claim:
     """A new lease on a frame just moved to ASSIGNED."""
-    lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
-    attempt = Attempt(
-        frame_id=frame_id,
-        node_id=node.id,
-        lease_token=secrets.token_hex(32),
-        started_at=now,
-        lease_expires_at=now + timedelta(seconds=lease_s),
-    )
-    db.session.add(attempt)
-    db.session.flush()
+    attempt = open_lease(node.id, frame_id, now)
     db.session.execute(
         update(Frame)
         .where(Frame.id == frame_id)

@@ -34,7 +34,7 @@ from backend.errors import LeaseNotHeld, NotFound, RonRenderError
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SpotCheck, utc_now
 from backend.services import reputation
-from backend.services.frame_transitions import requeue_or_fail, transition_frame
+from backend.services.frame_transitions import open_lease, requeue_or_fail, transition_frame
 from backend.services.guarded_update import move_state
 from backend.services.scene_intake import storage
 from shared.image_checks import ExpectedImage, choose_crops, crop_region, crops_match, load_pixels
@@ -179,16 +179,7 @@ def claim_spot_check(
             crop_sha256s=[None] * len(spot_check.crops),
         ):
             continue
-        lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
-        attempt = Attempt(
-            frame_id=spot_check.frame_id,
-            node_id=node.id,
-            lease_token=secrets.token_hex(32),
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-        )
-        db.session.add(attempt)
-        db.session.flush()
+        attempt = open_lease(node.id, spot_check.frame_id, now)
         spot_check.checker_attempt_id = attempt.id
         db.session.commit()
         log.info("spot check assigned", extra={**_ids(spot_check.checked_attempt), "checker": node.id})
