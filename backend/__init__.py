@@ -3,6 +3,7 @@ verification, escrow). ``create_app`` builds the app from a config mapping."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,5 +89,18 @@ def _init_rate_limits(app: APIFlask) -> Limiter:
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["RONRENDER_REDIS_URL"])
     app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["RONRENDER_QUEUE_PREFIX"] + ":ratelimit")
     app.config.setdefault("RATELIMIT_DEFAULT", limit or "1000000 per second")
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    return rate_limiter(app)
+    # Flask-Limiter's headers would stamp every answer with Retry-After (its window's
+    # reset, up to a minute): an idle node reads that on an empty claim and waits for
+    # nothing. Only a refusal says how long to wait (``retry_after_refused``).
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    limiter = rate_limiter(app)
+    app.extensions["ronrender_rate_limiter"] = limiter
+    return limiter
+
+
+def retry_after_refused(app: APIFlask) -> str:
+    """Seconds until the caller's rate-limit window resets, for a 429's Retry-After."""
+    current = app.extensions["ronrender_rate_limiter"].current_limit
+    if current is None:
+        return "1"
+    return str(max(1, int(current.reset_at - time.time())))

@@ -11,6 +11,7 @@ from backend.errors import RonRenderError
 
 
 def register_api(app: APIFlask) -> None:
+    from backend import retry_after_refused
     from backend.api import admin, attempts, auth, escrow, jobs, nodes, scenes
 
     for module in (auth, scenes, jobs, nodes, attempts, escrow, admin):
@@ -28,7 +29,10 @@ def register_api(app: APIFlask) -> None:
         if reason in AUTH_REASONS:
             message = AUTH_MESSAGES.get(error.status_code, message)
         body = {"message": message, "reason": reason, "detail": error.detail}
-        return body, error.status_code, error.headers
+        headers = dict(error.headers or {})
+        if error.status_code == 429:
+            headers["Retry-After"] = retry_after_refused(app)
+        return body, error.status_code, headers
 
 
 AUTH_REASONS = {"UNAUTHORIZED", "FORBIDDEN"}

@@ -25,6 +25,7 @@ from tests.backend.helpers import (
     upload,
 )
 from tests.identities import (
+    NODE_KEY,
     OTHER_ARTIST_KEY,
     address_of,
     client_with_token,
@@ -261,7 +262,11 @@ def test_rate_limits_apply_per_identity(app, escrow):
     limited = create_app({**config, "RONRENDER_RATE_LIMIT": "4 per minute"})
     with limited.app_context():
         artist = client_with_token(limited, session_token(limited.test_client(), escrow["artist_key"]))
-        assert [artist.get(JOBS).status_code for _ in range(5)] == [200, 200, 200, 200, 429]
+        answers = [artist.get(JOBS) for _ in range(5)]
+        assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 429]
+        # Only the refusal says when to come back (within the minute's window).
+        assert all("Retry-After" not in answer.headers for answer in answers[:4])
+        assert 1 <= int(answers[4].headers["Retry-After"]) <= 60
         assert_refused(artist.get(JOBS), 429)
         # Another identity has its own budget (its sign-in counts against the client address).
         other = client_with_token(limited, session_token(limited.test_client(), OTHER_ARTIST_KEY))
@@ -313,3 +318,15 @@ def test_registration_refuses_versions_and_sizes_the_database_cannot_hold(node_c
         {"memory_bytes": 2**64},
     ):
         assert_refused(node_client.post(NODES, json={**body, **bad}), 422)
+
+
+def test_an_empty_claim_under_rate_limits_does_not_send_a_small_farms_node_away(app):
+    """Rate limiting counts requests; it must not tell an idle node to wait out its window."""
+    config = {k: v for k, v in app.config.items() if not k.startswith("RATELIMIT_")}
+    limited = create_app({**config, "RONRENDER_RATE_LIMIT": "100 per minute"})
+    with limited.app_context():
+        node_client = signed_in_client(limited, NODE_KEY)
+        node_id = register(node_client)
+        empty = node_client.post(f"{NODES}/{node_id}/claim", json={})
+        assert empty.status_code == 204
+        assert "Retry-After" not in empty.headers
