@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager, nullcontext
 
 from flask import Flask, has_app_context
 
+log = logging.getLogger(__name__)
 _worker_app: Flask | None = None
 
 
@@ -19,6 +21,18 @@ def _app_context() -> AbstractContextManager[object]:
 
         _worker_app = create_app()
     return _worker_app.app_context()
+
+
+def warm_up() -> None:
+    """Build what a worker's first job would: the app, the task modules, the chain connection."""
+    from backend.services import payments, scene_analysis, spot_checks, verification  # noqa: F401
+    from backend.services.chain_access import escrow_chain
+
+    with _app_context():
+        try:
+            escrow_chain()
+        except Exception as error:  # the first escrow job connects (and retries) on its own
+            log.warning("the escrow chain is not connected yet: %s", error)
 
 
 def analyze_scene(sha256: str) -> None:

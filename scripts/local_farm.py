@@ -151,7 +151,7 @@ class LocalFarm:
                 [
                     str(VENV_BIN / "rq"), "worker",
                     "--url", self.redis_url,
-                    "--worker-class", "rq.worker.SimpleWorker",
+                    "--worker-class", "backend.worker.WarmWorker",
                     "--with-scheduler",
                     *queues,
                 ],

@@ -1,0 +1,67 @@
+"""The farm's RQ worker builds its app and connects the escrow chain before its first
+job, so a new job's first lock or scene analysis does not wait for that."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CHILD = """
+import json, sys
+from redis import Redis
+from rq import Queue
+from backend import tasks
+from backend.worker import WarmWorker
+
+queue = Queue(sys.argv[1], connection=Redis.from_url(sys.argv[2]))
+assert tasks._worker_app is None
+WarmWorker([queue], connection=queue.connection).work(burst=True)
+app = tasks._worker_app
+print(json.dumps({
+    "app_built": app is not None,
+    "chain_connected": app is not None and "ronrender_escrow_chain" in app.extensions,
+}))
+"""
+
+
+def _burst_worker(app, **overrides: str) -> dict[str, bool]:
+    settings = app.config
+    env = {
+        **os.environ,
+        "RONRENDER_DATABASE_URL": settings["SQLALCHEMY_DATABASE_URI"],
+        "RONRENDER_DATA_DIR": settings["RONRENDER_DATA_DIR"],
+        "RONRENDER_REDIS_URL": settings["RONRENDER_REDIS_URL"],
+        "RONRENDER_CHAIN_RPC_URL": settings["RONRENDER_CHAIN_RPC_URL"],
+        "RONRENDER_CHAIN_ID": str(settings["RONRENDER_CHAIN_ID"]),
+        "RONRENDER_ESCROW_ADDRESS": settings["RONRENDER_ESCROW_ADDRESS"],
+        "RONRENDER_OPERATOR_KEY": settings["RONRENDER_OPERATOR_KEY"],
+        **overrides,
+    }
+    queue = f"rr-test-warm-{uuid.uuid4().hex}"
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, queue, settings["RONRENDER_REDIS_URL"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_is_ready_before_its_first_job(app):
+    assert _burst_worker(app) == {"app_built": True, "chain_connected": True}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_without_its_chain_still_starts(app):
+    """The chain may come up later: the first escrow job connects, and retries, itself."""
+    assert _burst_worker(app, RONRENDER_ESCROW_ADDRESS="") == {"app_built": True, "chain_connected": False}
