@@ -28,7 +28,7 @@ def make_thumbnail(path: str, expected: ExpectedImage) -> bytes:
         height = max(1, round(image.height * THUMBNAIL_MAX_WIDTH_PX / image.width))
         image = image.resize((THUMBNAIL_MAX_WIDTH_PX, height), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", optimize=True)
+    image.save(buffer, "PNG")  # optimize=True: ~10 % smaller, several times slower
     return buffer.getvalue()
 
 

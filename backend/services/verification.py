@@ -58,6 +58,9 @@ def verify_attempt(attempt_id: int) -> None:
     expected = expected_image(job, frame, attempt)
     verdict = check_render_output(output_path, expected)
     observability.record_verdict(verdict.accepted, verdict.reason)
+    # The preview is made before the first write: on SQLite a write transaction holds
+    # every other writer (the nodes' claims and heartbeats) back until it commits.
+    preview = _thumbnail_png(output_path, expected) if verdict.accepted else None
     attempt.output_fingerprint = verdict.fingerprint
     if verdict.accepted:
         if frame.state == FrameState.UPLOADED and spot_checks.open_spot_check(
@@ -69,7 +72,7 @@ def verify_attempt(attempt_id: int) -> None:
             expect=[FrameState.UPLOADED],
             output_fingerprint=verdict.fingerprint,
             output_stats=verdict.stats or None,
-            thumbnail_sha256=_store_thumbnail(output_path, expected),
+            thumbnail_sha256=_store_thumbnail(preview),
         )
     else:
         attempt.outcome = AttemptOutcome.REJECTED
@@ -90,8 +93,8 @@ def verify_checked_frame(attempt: Attempt) -> None:
         return
     assert attempt.output_sha256 is not None
     output_path = str(storage().path_for(attempt.output_sha256))
-    thumbnail = _store_thumbnail(output_path, expected_image(frame.job, frame, attempt))
-    _accept(attempt, expect=[FrameState.CHECKING], thumbnail_sha256=thumbnail)
+    preview = _thumbnail_png(output_path, expected_image(frame.job, frame, attempt))
+    _accept(attempt, expect=[FrameState.CHECKING], thumbnail_sha256=_store_thumbnail(preview))
     job_lifecycle.finish_job_if_done(frame.job_id)
 
 
@@ -159,12 +162,18 @@ def _confirmed_by_another_node(frame: Frame, attempt: Attempt) -> bool:
     return any((reason or "").startswith(tuple(str(r) for r in COMPARATIVE_REASONS)) for reason in earlier)
 
 
-def _store_thumbnail(path: str, expected: ExpectedImage) -> str | None:
-    """Make the frame's preview once, in content-addressed storage."""
+def _thumbnail_png(path: str, expected: ExpectedImage) -> bytes | None:
+    """The frame's preview, or None if it cannot be made."""
     try:
-        png = make_thumbnail(path, expected)
+        return make_thumbnail(path, expected)
     except Exception:  # a preview never blocks payment for a verified frame
         current_app.logger.exception("thumbnail of %s failed", path)
+        return None
+
+
+def _store_thumbnail(png: bytes | None) -> str | None:
+    """Keep the preview once, in content-addressed storage."""
+    if png is None:
         return None
     return storage().save_stream(io.BytesIO(png), max_bytes=len(png)).sha256
 

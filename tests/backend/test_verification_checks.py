@@ -80,3 +80,40 @@ def test_a_constant_frame_is_the_truth_only_where_the_scene_is_flat(
     run_workers()
     (frame,) = client.get(f"{JOBS}/{scene['id']}/frames").json["frames"]
     assert frame["state"] == "PENDING" and frame["verdict"] == "BLANK", frame
+
+
+def test_the_preview_is_made_before_verification_writes_anything(
+    client, run_workers, scene_files, tmp_path, escrow, monkeypatch
+):
+    """Image work runs outside any write transaction: on SQLite an open write would hold
+    every node's claim and heartbeat back until the preview is done."""
+    from sqlalchemy import event
+
+    from backend.extensions import db
+    from backend.services import verification
+
+    rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    node = register(client)
+    assignment = claim(client, node)
+    assert put_output(client, assignment, noise_png(tmp_path / "frame.png", 64, 36)).status_code == 202
+
+    writes: list[str] = []
+    writes_before_preview: list[list[str]] = []
+    make_thumbnail = verification.make_thumbnail
+
+    def record(_conn, _cursor, statement, *_args):
+        if statement.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            writes.append(statement)
+
+    def preview(*args):
+        writes_before_preview.append(list(writes))
+        return make_thumbnail(*args)
+
+    monkeypatch.setattr(verification, "make_thumbnail", preview)
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        run_workers()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert writes_before_preview == [[]]
+    assert writes, "verification wrote its verdict after the preview"
