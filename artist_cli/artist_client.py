@@ -17,6 +17,7 @@ from shared.api_client import ApiClient, ApiError, SigningWallet
 from shared.states import SETTLED_JOB_STATES, SceneState
 
 POLL_INTERVAL_S = 0.5
+ANALYSIS_POLL_INTERVAL_S = 0.1  # analysis takes about a second: the job is created right after it
 
 
 class ArtistClient:
@@ -68,7 +69,7 @@ class ArtistClient:
             scene = self.api.json("GET", protocol.scene_path(sha256))
             if scene["state"] != SceneState.ANALYZING or time.monotonic() > deadline:
                 return scene
-            time.sleep(POLL_INTERVAL_S)
+            time.sleep(ANALYSIS_POLL_INTERVAL_S)
 
     def create_job(self, request: dict[str, Any]) -> dict[str, Any]:
         return self.api.json("POST", protocol.jobs_path(), json=request)
