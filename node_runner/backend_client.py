@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ class BackendClient:
         self.api = ApiClient(base_url, wallet=wallet)
         self.stop = stop
         self.retry_window_s = retry_window_s
+        self.claimed_at = 0.0  # monotonic time of the last claim the backend answered
 
     def _retrying(self, call: Callable[[], T]) -> T:
         retrying = Retrying(
@@ -120,6 +122,7 @@ class BackendClient:
         body = {"exclude_job_ids": sorted(exclude_job_ids), "exclude_artists": sorted(exclude_artists)}
         path = protocol.node_claim_path(node_id)
         response = self._retrying(lambda: self.api.request("POST", path, json=body))
+        self.claimed_at = time.monotonic()
         if response.status_code == 204:
             return NoWork(_retry_after_s(response))
         answer = response.json()
@@ -164,19 +167,35 @@ class BackendClient:
         self._retrying(fetch)
         return transferred[0]
 
-    def upload_output(self, assignment: FrameAssignment, path: Path) -> None:
+    def upload_output(
+        self, assignment: FrameAssignment, path: Path, *, claim_next: bool = False
+    ) -> Claimed | NoWork | None:
+        """Upload the frame; with ``claim_next``, the answer is the node's next frame too
+        (NoWork when none fits), else None."""
         headers = {
             protocol.LEASE_TOKEN_HEADER: assignment.lease_token,
             "Content-Type": "application/octet-stream",
         }
+        params = {"claim_next": "true"} if claim_next else None
 
         def send() -> Any:
             with open(path, "rb") as handle:
                 return self.api.request(
-                    "PUT", protocol.attempt_output_path(assignment.attempt_id), data=handle, headers=headers
+                    "PUT",
+                    protocol.attempt_output_path(assignment.attempt_id),
+                    data=handle,
+                    headers=headers,
+                    params=params,
                 )
 
-        self._retrying(send)
+        answer = self._retrying(send).json()
+        if not claim_next:
+            return None
+        self.claimed_at = time.monotonic()
+        following = answer.get("next")
+        if following is None:
+            return NoWork()
+        return Claimed(FrameAssignment.from_json(following), following.get("artist_address"))
 
     def upload_crop(self, assignment: FrameAssignment, index: int, path: Path) -> None:
         """One re-rendered crop of a spot check, under the check's lease."""

@@ -68,6 +68,7 @@ class SlotWorker(threading.Thread):
         self.counters = SlotCounters()
         self.error: BaseException | None = None
         self._artists: dict[str, str | None] = {}
+        self._uploaded_job: str | None = None  # the job of this slot's last upload
         self._last_logged_quarter = -1
 
     @property
@@ -86,27 +87,59 @@ class SlotWorker(threading.Thread):
             self.waiting = "stopped"
 
     def _loop(self) -> None:
+        handed: Claimed | NoWork | None = None  # what the last upload's answer held
         while not self.stop.is_set():
-            if self.terms.control() == Control.STOP_AFTER_FRAME:
-                log.info("slot %s: stopping after its frame, as the owner asked", self.spec.name)
-                return
-            why = self.terms.why_not_claim()
-            if why is not None:
-                if self.waiting != why.value:
-                    log.info("slot %s waits: %s", self.spec.name, why.value)
-                    self.waiting = why.value
-                    self.on_change()
-                self.stop.wait(defaults.TERMS_POLL_INTERVAL_S)
-                continue
-            self.waiting = None
-            claimed = self._claim()
-            if not isinstance(claimed, Claimed):
-                self.stop.wait(self._idle_wait_s(claimed))
-                continue
+            if isinstance(handed, Claimed):
+                claimed = handed
+                # The backend started a frame of the job just uploaded (the scene is here).
+                started = (
+                    not claimed.assignment.is_spot_check and claimed.assignment.job_id == self._uploaded_job
+                )
+            else:
+                if isinstance(handed, NoWork):  # the upload's claim found nothing: idle first
+                    handed = None
+                    self.stop.wait(self._idle_wait_s(None))
+                    continue
+                if not self._may_claim():
+                    if self.terms.control() == Control.STOP_AFTER_FRAME:
+                        log.info("slot %s: stopping after its frame, as the owner asked", self.spec.name)
+                        return
+                    self.stop.wait(defaults.TERMS_POLL_INTERVAL_S)
+                    continue
+                asked = self._claim()
+                if not isinstance(asked, Claimed):
+                    self.stop.wait(self._idle_wait_s(asked))
+                    continue
+                claimed, started = asked, False
+            handed = None
             if self._blocked(claimed):
                 self.stop.wait(self.idle_poll_interval_s)  # so a blocked job is not claimed in a tight loop
                 continue
-            self._work_on(claimed.assignment)
+            handed = self._work_on(claimed.assignment, started_by_backend=started)
+
+    def _may_claim(self) -> bool:
+        """Whether the owner's terms let this slot take a new frame now (logs why not, once)."""
+        if self.terms.control() == Control.STOP_AFTER_FRAME:
+            return False
+        why = self.terms.why_not_claim()
+        if why is not None:
+            if self.waiting != why.value:
+                log.info("slot %s waits: %s", self.spec.name, why.value)
+                self.waiting = why.value
+                self.on_change()
+            return False
+        self.waiting = None
+        return True
+
+    def _claims_with_upload(self) -> bool:
+        """Ask for the next frame in the upload's request: only when a claim may follow at
+        once, and with no blocklist (a plain claim carries it)."""
+        return (
+            not self.stop.is_set()
+            and not self.terms.blocked_jobs
+            and not self.terms.blocked_artists
+            and self._may_claim()
+        )
 
     def _idle_wait_s(self, no_work: NoWork | None) -> float:
         """The own idle interval, or longer when the backend asks (spread so that a large
@@ -155,11 +188,14 @@ class SlotWorker(threading.Thread):
                 return None
         return self._artists[job_id]
 
-    def _work_on(self, assignment: FrameAssignment) -> None:
+    def _work_on(
+        self, assignment: FrameAssignment, *, started_by_backend: bool = False
+    ) -> Claimed | NoWork | None:
+        """Render and upload the frame; returns the next frame if the upload claimed one."""
         active = ActiveFrame(assignment)
         self.active = active
         self._last_logged_quarter = -1
-        self.on_change(frame_started=True)
+        self.on_change(frame_started=not started_by_backend)
         attempt_dir = self.work_dir / "attempts" / str(assignment.attempt_id)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         log.info(
@@ -171,7 +207,7 @@ class SlotWorker(threading.Thread):
         try:
             if assignment.is_spot_check:
                 self._spot_check(assignment, attempt_dir, active)
-                return
+                return None
             with self.scenes.use(assignment.scene_sha256) as scene_path:
                 result = self.blender.render(
                     assignment, scene_path, attempt_dir, on_progress=self._progress, cancel=active.cancel
@@ -181,7 +217,10 @@ class SlotWorker(threading.Thread):
             elif active.cancel.is_set():
                 log.info("frame %d withdrawn by the backend", assignment.frame_number)
             elif result.output_path is not None:
-                self.client.upload_output(assignment, result.output_path)
+                handed = self.client.upload_output(
+                    assignment, result.output_path, claim_next=self._claims_with_upload()
+                )
+                self._uploaded_job = assignment.job_id
                 self.counters.uploaded += 1
                 log.info(
                     "slot %s: uploaded frame %d of job %s",
@@ -189,6 +228,7 @@ class SlotWorker(threading.Thread):
                     assignment.frame_number,
                     assignment.job_id,
                 )
+                return handed
             else:
                 self._report_failure(assignment, result)
         except SceneChecksumMismatch as error:
@@ -200,6 +240,7 @@ class SlotWorker(threading.Thread):
             self.active = None
             self.on_change()
             shutil.rmtree(attempt_dir, ignore_errors=True)
+        return None
 
     def _spot_check(self, assignment: FrameAssignment, attempt_dir: Path, active: ActiveFrame) -> None:
         """Re-render each crop of another node's frame (same Blender, same settings, on the

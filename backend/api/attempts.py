@@ -11,11 +11,11 @@ from apiflask import APIBlueprint
 from flask import current_app, request
 
 from backend.api.access import bearer, caller
-from backend.api.schemas import AttemptOut, FailureIn
+from backend.api.schemas import AttemptOut, FailureIn, OutputUploadOut, OutputUploadQuery
 from backend.errors import NotFound, UploadTooLarge
 from backend.extensions import db
 from backend.models import Attempt, Node
-from backend.services import render_outputs, spot_checks
+from backend.services import matchmaker, render_outputs, spot_checks
 from shared.protocol import API_PREFIX, LEASE_TOKEN_HEADER
 
 blueprint = APIBlueprint("attempts", __name__, url_prefix=f"{API_PREFIX}/attempts", tag="Attempts")
@@ -32,16 +32,22 @@ def _lease_token(attempt_id: int) -> str:
 
 @blueprint.put("/<int:attempt_id>/output")
 @blueprint.auth_required(bearer)
-@blueprint.output(AttemptOut, status_code=202)
+@blueprint.input(OutputUploadQuery, location="query", arg_name="query")
+@blueprint.output(OutputUploadOut, status_code=202)
 @blueprint.doc(
-    summary="Upload the render output (raw PNG or EXR bytes); verification is queued",
+    summary="Upload the render output (raw PNG or EXR bytes); verification is queued."
+    " With claim_next, the answer also holds the node's next frame",
     responses={409: "The lease is no longer held", 413: "Too large"},
 )
-def upload_output(attempt_id: int) -> Any:
+def upload_output(attempt_id: int, query: dict[str, Any]) -> Any:
     limit = current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"]
     if request.content_length is not None and request.content_length > limit:
         raise UploadTooLarge(limit)
-    return render_outputs.receive_output(attempt_id, _lease_token(attempt_id), request.stream)
+    attempt = render_outputs.receive_output(attempt_id, _lease_token(attempt_id), request.stream)
+    answer = {"id": attempt.id, "outcome": attempt.outcome, "output_sha256": attempt.output_sha256}
+    if query["claim_next"]:
+        answer["next"] = matchmaker.claim_next(attempt)
+    return answer
 
 
 @blueprint.put("/<int:attempt_id>/crops/<int:index>")

@@ -218,6 +218,27 @@ class AttemptOut(Schema):
     output_sha256 = String(allow_none=True)
 
 
+class OutputUploadQuery(Schema):
+    claim_next = Boolean(
+        load_default=False,
+        metadata={
+            "description": "Also claim the node's next frame, answered in `next` (saves a request per"
+            " frame). A node with a blocklist claims on its own instead."
+        },
+    )
+
+
+class OutputUploadOut(AttemptOut):
+    next = Nested(
+        AssignmentOut,
+        allow_none=True,
+        metadata={
+            "description": "With claim_next: the next frame under a new lease, or null when none fits."
+            " A frame of the same job is RENDERING at once (the node holds its scene)."
+        },
+    )
+
+
 class AcceptIn(Schema):
     artist_address = String(required=True, validate=ADDRESS)
     signature = String(

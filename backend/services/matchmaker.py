@@ -150,13 +150,18 @@ def _blocked_jobs(node: Node) -> Any:
 
 @observability.CLAIM_SECONDS.time()
 def claim_frame(
-    node: Node, *, exclude_job_ids: list[str] | None = None, exclude_artists: list[str] | None = None
+    node: Node,
+    *,
+    exclude_job_ids: list[str] | None = None,
+    exclude_artists: list[str] | None = None,
+    continuing_job_id: str | None = None,
 ) -> Claim | None:
     """Give the node one frame under a new lease, or None when nothing fits.
 
     A waiting spot check of another wallet's frame comes first (it is small, and a
     frame's payment waits on it); then frames handed back after a miss, which go
-    only to reputable nodes; a suspended node gets nothing.
+    only to reputable nodes; a suspended node gets nothing. A frame of
+    ``continuing_job_id`` (the job the node just uploaded a frame of) starts RENDERING.
     """
     if node.suspended_reason:
         raise NodeSuspended(f"node {node.id} is suspended: {node.suspended_reason}")
@@ -181,9 +186,23 @@ def claim_frame(
     for frame_id in _pending_frames(node, exclude_job_ids, exclude_artists):
         if not transition_frame(frame_id, FrameState.ASSIGNED, expect=[FrameState.PENDING]):
             continue
-        return _lease(node, frame_id, now)
+        return _lease(node, frame_id, now, started_if_job=continuing_job_id)
     db.session.commit()
     return None
+
+
+def claim_next(uploaded: Attempt) -> dict[str, Any] | None:
+    """The uploading node's next frame (what it is told), asked in the same request as the
+    upload; None when nothing fits or the node may not claim now (its own claim then says why).
+
+    A frame of the job just uploaded starts RENDERING at once: the node holds that scene
+    and its Blender is warm, so it needs no separate beat to say it started.
+    """
+    node = db.session.get(Node, uploaded.node_id)
+    if node is None or node.suspended_reason:
+        return None
+    claimed = claim_frame(node, continuing_job_id=uploaded.frame.job_id)
+    return claimed.assignment if claimed is not None else None
 
 
 def _pending_frames(
@@ -224,8 +243,8 @@ def _pending_frames(
             yield from db.session.scalars(frames).all()
 
 
-def _lease(node: Node, frame_id: int, now: datetime) -> Claim:
-    """A new lease on a frame just moved to ASSIGNED."""
+def _lease(node: Node, frame_id: int, now: datetime, started_if_job: str | None = None) -> Claim:
+    """A new lease on a frame just moved to ASSIGNED (RENDERING if of ``started_if_job``)."""
     attempt = open_lease(node.id, frame_id, now)
     db.session.execute(
         update(Frame)
@@ -242,6 +261,8 @@ def _lease(node: Node, frame_id: int, now: datetime) -> Claim:
         .execution_options(populate_existing=True)
     ).one()
     assignment = _assignment(attempt, frame.number, job, scene_size_bytes)
+    if job.id == started_if_job:
+        transition_frame(frame_id, FrameState.RENDERING, expect=[FrameState.ASSIGNED])
     db.session.commit()
     log.info(
         "frame assigned",

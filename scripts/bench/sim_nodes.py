@@ -2,10 +2,12 @@
 
 Each simulated node does what ``node_runner`` does over HTTP: it registers, waits
 for the start signal, then claims a frame, "renders" by sleeping for the frame's
-drawn render time while heartbeating every interval, uploads a tiny valid PNG
-under its lease and claims the next frame (as the real node: one beat when a
-frame starts, none after the upload, which already tells the backend); with no
-work it polls again after the idle interval. Render times are drawn from the
+drawn render time, uploads a tiny valid PNG under its lease and claims the next
+frame in the same request, as the real node does. As the node, it beats when a
+frame starts unless the backend started it (a frame of the job just uploaded),
+and otherwise only when the backend has not heard from it for an interval or a
+frame's lease has gone an interval unrenewed; with no work it polls again after
+the idle interval. Render times are drawn from the
 frame number alone (``render_time_s``), so the controller knows the ideal schedule.
 
 Run by ``scripts.bench.scheduler`` as ``python -m scripts.bench.sim_nodes ...``:
@@ -100,6 +102,8 @@ class SimNode:
         self.node_id = ""
         self.token: str | None = None
         self.active: dict[str, Any] | None = None
+        self.active_reported_at = 0.0  # its lease began or was last renewed
+        self.heard_at = 0.0  # the last beat or claim the backend answered
         self.claimed_before = False
         self.retry_after_s = 0.0  # the backend's hint from the last empty claim
         self.stop = asyncio.Event()
@@ -121,6 +125,7 @@ class SimNode:
             if response.status != 201:
                 raise RuntimeError(f"register: HTTP {response.status}: {(await response.text())[:300]}")
             self.node_id = (await response.json())["id"]
+        self.heard_at = time.monotonic()  # as the node: registering counts as being heard
 
     async def heartbeat(self) -> None:
         active = self.active
@@ -135,6 +140,9 @@ class SimNode:
                 }
             ]
         started = time.monotonic()
+        self.heard_at = started
+        if active is not None:
+            self.active_reported_at = started
         try:
             async with self.http.post(
                 protocol.node_heartbeat_path(self.node_id),
@@ -152,12 +160,22 @@ class SimNode:
         self.out.heartbeat_ms.append((done - started) * 1000)
         self.out.heartbeat_at.append(done)
 
+    def heartbeat_due(self) -> bool:
+        """As node_runner's Heartbeat.due: silent for an interval, or a lease unrenewed as long."""
+        now, interval = time.monotonic(), self.config.heartbeat_interval_s
+        if now - self.heard_at >= interval:
+            return True
+        return self.active is not None and now - self.active_reported_at >= interval
+
     async def heartbeat_loop(self) -> None:
-        await asyncio.sleep(random.uniform(0, self.config.heartbeat_interval_s))  # spread the beats
+        interval = self.config.heartbeat_interval_s
+        tick_s = min(interval, max(0.5 * self.config.time_scale, interval / 5))
+        await asyncio.sleep(random.uniform(0, tick_s))  # spread the ticks
         while not self.stop.is_set():
-            await self.heartbeat()
+            if self.heartbeat_due():
+                await self.heartbeat()
             try:
-                await asyncio.wait_for(self.stop.wait(), self.config.heartbeat_interval_s)
+                await asyncio.wait_for(self.stop.wait(), tick_s)
             except TimeoutError:
                 pass
 
@@ -168,6 +186,7 @@ class SimNode:
         ) as response:
             body = await response.read()
             elapsed_ms = (time.monotonic() - started) * 1000
+            self.heard_at = time.monotonic()
             if response.status == 204:
                 self.out.empty_claim_ms.append(elapsed_ms)
                 self.out.empty_claim_at.append(time.monotonic())
@@ -180,57 +199,78 @@ class SimNode:
             self.claimed_before = True
             return json.loads(body)
 
-    async def upload(self, assignment: dict[str, Any]) -> None:
-        """PUT the output under the lease; retried while the backend does not answer or
-        answers 5xx. A 409 after a try that got no answer means that try was stored."""
+    async def upload(self, assignment: dict[str, Any]) -> dict[str, Any] | None:
+        """PUT the output under the lease, claiming the next frame (returned, or None);
+        retried while the backend does not answer or answers 5xx. A 409 after a try that
+        got no answer means that try was stored."""
         started = time.monotonic()
         path = protocol.attempt_output_path(assignment["attempt_id"])
         headers = lease_headers(self.token, assignment["lease_token"])
         data = tiny_png(assignment["attempt_id"])
-        wait_s, unanswered = 0.5, False
+        wait_s, unanswered, answer = 0.5, False, {}
         while True:
             try:
-                async with self.http.put(path, data=data, headers=headers) as response:
-                    await response.read()
+                async with self.http.put(
+                    path, data=data, headers=headers, params={"claim_next": "true"}
+                ) as response:
+                    body = await response.read()
                     status = response.status
             except (aiohttp.ClientError, TimeoutError):
                 self.out.error("upload connection")
                 status, unanswered = 0, True
-            if status == 202 or (status == 409 and unanswered):
+            if status == 202:
+                answer = json.loads(body)
+                break
+            if status == 409 and unanswered:
                 break
             if 0 < status < 500 or time.monotonic() - started > UPLOAD_RETRY_WINDOW_S:
                 self.out.error(f"upload HTTP {status}")
-                return
+                return None
             await asyncio.sleep(wait_s * random.uniform(0.5, 1.5))
             wait_s = min(wait_s * 2, UPLOAD_RETRY_MAX_WAIT_S)
         done = time.monotonic()
         self.out.upload_ms.append((done - started) * 1000)
         self.out.uploaded_at.append(done)
+        following = answer.get("next")
+        if following is not None:
+            self.heard_at = done
+            self.out.claim_ms.append((done - started) * 1000)  # the next frame came with it
+        return following
 
     async def work(self) -> None:
+        handed: dict[str, Any] | None = None  # the next frame, from the last upload's answer
+        uploaded_job = None
         while not self.stop.is_set():
-            try:
-                assignment = await self.claim()
-            except (aiohttp.ClientError, TimeoutError):
-                self.out.error("claim connection")
-                assignment = None
-            if assignment is None:
-                # As the node: its own idle interval, or the backend's longer one, spread.
-                wait_s = self.config.idle_poll_s
-                if self.retry_after_s > wait_s:
-                    wait_s = self.retry_after_s * random.uniform(0.8, 1.2)
-                self.retry_after_s = 0.0
+            if handed is not None:
+                assignment = handed
+                started_by_backend = assignment["kind"] == "FRAME" and assignment["job_id"] == uploaded_job
+            else:
                 try:
-                    await asyncio.wait_for(self.stop.wait(), wait_s)
-                except TimeoutError:
-                    pass
-                continue
+                    assignment = await self.claim()
+                except (aiohttp.ClientError, TimeoutError):
+                    self.out.error("claim connection")
+                    assignment = None
+                if assignment is None:
+                    # As the node: its own idle interval, or the backend's longer one, spread.
+                    wait_s = self.config.idle_poll_s
+                    if self.retry_after_s > wait_s:
+                        wait_s = self.retry_after_s * random.uniform(0.8, 1.2)
+                    self.retry_after_s = 0.0
+                    try:
+                        await asyncio.wait_for(self.stop.wait(), wait_s)
+                    except TimeoutError:
+                        pass
+                    continue
+                started_by_backend = False
             self.active = assignment
-            await self.heartbeat()  # as the node: the frame's start is told at once
+            self.active_reported_at = time.monotonic()
+            if not started_by_backend:
+                await self.heartbeat()  # as the node: a frame's start is told unless the backend knows
             render_s = render_time_s(assignment["frame_number"], self.config.time_scale, self.config.seed)
             self.out.render_s.append(render_s)
             await asyncio.sleep(render_s)
-            await self.upload(assignment)  # and so does the upload: no beat around a frame
+            handed = await self.upload(assignment)
+            uploaded_job = assignment["job_id"]
             self.active = None
 
 

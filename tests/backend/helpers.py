@@ -83,9 +83,10 @@ def black_png(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def put_output(client: Any, assignment: dict[str, Any], path: Path) -> Any:
+def put_output(client: Any, assignment: dict[str, Any], path: Path, *, claim_next: bool = False) -> Any:
+    query = "?claim_next=true" if claim_next else ""
     return client.put(
-        f"/api/v1/attempts/{assignment['attempt_id']}/output",
+        f"/api/v1/attempts/{assignment['attempt_id']}/output{query}",
         data=path.read_bytes(),
         headers={"X-Lease-Token": assignment["lease_token"]},
         content_type="application/octet-stream",

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from node_runner import cli
-from node_runner.backend_client import BackendClient
+from node_runner.backend_client import BackendClient, Claimed
 from node_runner.config import NodeConfig
 from node_runner.render import BlenderSession
 from node_runner.service import NodeService
@@ -117,6 +117,57 @@ def test_two_cpu_slots_render_two_frames_at_once(start_farm, scene_files, tmp_pa
     assert status.exit_code == 0, status.output
     assert "cpu0" in status.output and "cpu1" in status.output and "reputation" in status.output
     assert "RON confirmed on chain" in status.output  # from the backend's earnings endpoint
+
+
+@pytest.fixture
+def requests_sent(monkeypatch):
+    """What the node asked the backend, in order: ("claim", got a frame), ("upload", got a
+    frame), ("heartbeat", None)."""
+    sent: list[tuple[str, bool | None]] = []
+    claim, upload, heartbeat = BackendClient.claim, BackendClient.upload_output, BackendClient.heartbeat
+
+    def claiming(self, *args, **kwargs):
+        answer = claim(self, *args, **kwargs)
+        sent.append(("claim", isinstance(answer, Claimed)))
+        return answer
+
+    def uploading(self, *args, **kwargs):
+        answer = upload(self, *args, **kwargs)
+        sent.append(("upload", isinstance(answer, Claimed)))
+        return answer
+
+    def beating(self, *args, **kwargs):
+        sent.append(("heartbeat", None))
+        return heartbeat(self, *args, **kwargs)
+
+    monkeypatch.setattr(BackendClient, "claim", claiming)
+    monkeypatch.setattr(BackendClient, "upload_output", uploading)
+    monkeypatch.setattr(BackendClient, "heartbeat", beating)
+    return sent
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_each_upload_claims_the_next_frame_and_only_the_first_frame_beats(
+    start_farm, scene_files, tmp_path, requests_sent
+):
+    farm = start_farm(nodes=0)
+    job_id = submit(farm, scene_files["tiny"])
+    config = configured_node(farm, tmp_path).with_overrides(heartbeat_interval_s=600.0)
+    service, thread = start(config)
+    try:
+        wait_for(lambda: job_state(farm, job_id)["state"] == "COMPLETED", what="the job to complete")
+        frames_total = job_state(farm, job_id)["frames_total"]
+        sent = list(requests_sent)
+    finally:
+        finish(service, thread)
+
+    work = [entry for entry in sent if entry != ("claim", False)]  # idle polls
+    # One claim, one beat as the first frame starts; then every frame but the last
+    # comes with the previous one's upload, already RENDERING: no beat, no claim.
+    assert work == [("claim", True), ("heartbeat", None)] + [("upload", True)] * (frames_total - 1) + [
+        ("upload", False)
+    ]
+    assert service.frames_done == frames_total
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -1,0 +1,80 @@
+"""An upload may claim the node's next frame in the same request: one request per frame
+instead of three (upload, claim, the beat that says the frame started)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.backend.helpers import JOBS, claim, noise_png, put_output, register, rendering_job
+
+pytestmark = pytest.mark.integration
+
+
+def frame_states(client, job_id: str) -> dict[int, str]:
+    return {f["number"]: f["state"] for f in client.get(f"{JOBS}/{job_id}/frames").json["frames"]}
+
+
+def test_uploads_hand_out_the_jobs_next_frames_already_rendering(
+    client, run_workers, scene_files, tmp_path, escrow
+):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=3)
+    node = register(client)
+    assignment = claim(client, node)
+    assert frame_states(client, job["id"])[assignment["frame_number"]] == "ASSIGNED"
+
+    uploaded = []
+    for index in range(3):
+        answer = put_output(
+            client, assignment, noise_png(tmp_path / f"{index}.png", 64, 36, seed=index), claim_next=True
+        )
+        assert answer.status_code == 202, answer.json
+        assert answer.json.get("outcome") == "UPLOADED", answer.json
+        uploaded.append(assignment["frame_number"])
+        following = answer.json["next"]
+        if index == 2:
+            assert following is None  # the job has no frame left
+            break
+        assert following["job_id"] == job["id"] and following["lease_token"]
+        # The node holds the scene and starts at once: no beat needed to say so.
+        assert frame_states(client, job["id"])[following["frame_number"]] == "RENDERING"
+        assignment = following
+    assert sorted(uploaded) == [1, 2, 3]
+    run_workers()
+    assert set(frame_states(client, job["id"]).values()) == {"VERIFIED"}
+
+
+def test_a_next_frame_of_another_job_waits_for_the_nodes_beat(
+    client, run_workers, scene_files, tmp_path, escrow
+):
+    first = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    second = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=3, frame_end=3)
+    node = register(client)
+    assignment = claim(client, node)
+    assert assignment["job_id"] == first["id"]
+    answer = put_output(client, assignment, noise_png(tmp_path / "a.png", 64, 36), claim_next=True)
+    following = answer.json["next"]
+    assert following["job_id"] == second["id"]
+    assert frame_states(client, second["id"]) == {3: "ASSIGNED"}  # it may need the scene first
+
+
+def test_without_claim_next_an_upload_claims_nothing(client, run_workers, scene_files, tmp_path, escrow):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
+    node = register(client)
+    assignment = claim(client, node)
+    answer = put_output(client, assignment, noise_png(tmp_path / "a.png", 64, 36))
+    assert answer.status_code == 202 and "next" not in answer.json
+    assert sorted(frame_states(client, job["id"]).values()) == ["PENDING", "UPLOADED"]
+
+
+def test_a_suspended_node_uploads_but_is_handed_nothing(
+    client, admin_client, run_workers, scene_files, tmp_path, escrow
+):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
+    node = register(client)
+    assignment = claim(client, node)
+    assert admin_client.post(f"/api/v1/admin/nodes/{node}/suspend", json={"reason": "x"}).status_code == 200
+    answer = put_output(client, assignment, noise_png(tmp_path / "a.png", 64, 36), claim_next=True)
+    assert answer.status_code == 202 and answer.json["next"] is None
+    assert sorted(frame_states(client, job["id"]).values()) == ["PENDING", "UPLOADED"]
+    refused = client.post(f"/api/v1/nodes/{node}/claim", json={})
+    assert refused.status_code >= 400 and "suspended" in refused.json["message"]
