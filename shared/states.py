@@ -60,7 +60,9 @@ class FrameState(StrEnum):
 FINAL_FRAME_STATES = frozenset({FrameState.VERIFIED, FrameState.FAILED, FrameState.CANCELLED})
 
 FRAME_TRANSITIONS: dict[FrameState, frozenset[FrameState]] = {
-    FrameState.PENDING: frozenset({FrameState.ASSIGNED, FrameState.CANCELLED}),
+    # Straight to RENDERING when the claiming node starts at once (it just uploaded a
+    # frame of the same job: the scene is on it and its Blender is warm).
+    FrameState.PENDING: frozenset({FrameState.ASSIGNED, FrameState.RENDERING, FrameState.CANCELLED}),
     FrameState.ASSIGNED: frozenset(
         {
             FrameState.RENDERING,

@@ -21,12 +21,19 @@ from shared.protocol import API_PREFIX, LEASE_TOKEN_HEADER
 blueprint = APIBlueprint("attempts", __name__, url_prefix=f"{API_PREFIX}/attempts", tag="Attempts")
 
 
-def _lease_token(attempt_id: int) -> str:
-    """The lease token, after checking the attempt belongs to one of the caller's nodes."""
+def _callers_attempt(attempt_id: int) -> tuple[Attempt, Node]:
+    """The attempt and its node, if the node is one of the caller's. A view keeps both
+    referenced, so the session's identity map holds them and nothing reads them again."""
     attempt = db.session.get(Attempt, attempt_id)
     node = db.session.get(Node, attempt.node_id) if attempt else None
-    if node is None or not caller().owns(node.owner_address):
+    if attempt is None or node is None or not caller().owns(node.owner_address):
         raise NotFound(f"no attempt {attempt_id}")
+    return attempt, node
+
+
+def _lease_token(attempt_id: int) -> str:
+    """The lease token, after checking the attempt belongs to one of the caller's nodes."""
+    _callers_attempt(attempt_id)
     return request.headers.get(LEASE_TOKEN_HEADER, "")
 
 
@@ -43,10 +50,16 @@ def upload_output(attempt_id: int, query: dict[str, Any]) -> Any:
     limit = current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"]
     if request.content_length is not None and request.content_length > limit:
         raise UploadTooLarge(limit)
-    attempt = render_outputs.receive_output(attempt_id, _lease_token(attempt_id), request.stream)
-    answer = {"id": attempt.id, "outcome": attempt.outcome, "output_sha256": attempt.output_sha256}
+    attempt, node = _callers_attempt(attempt_id)  # kept referenced: not read again below
+    lease_token = request.headers.get(LEASE_TOKEN_HEADER, "")
+    received = render_outputs.receive_output(attempt.id, lease_token, request.stream)
+    answer: dict[str, Any] = {
+        "id": received.id,
+        "outcome": received.outcome,
+        "output_sha256": received.output_sha256,
+    }
     if query["claim_next"]:
-        answer["next"] = matchmaker.claim_next(attempt)
+        answer["next"] = matchmaker.claim_next(node, received.job_id)
     return answer
 
 

@@ -183,32 +183,32 @@ def claim_frame(
             kind=kind,
             crops=crops,
         )
-    for frame_id in _pending_frames(node, exclude_job_ids, exclude_artists):
-        if not transition_frame(frame_id, FrameState.ASSIGNED, expect=[FrameState.PENDING]):
+    for frame_id, job_id in _pending_frames(node, exclude_job_ids, exclude_artists):
+        starts = FrameState.RENDERING if job_id == continuing_job_id else FrameState.ASSIGNED
+        if not transition_frame(frame_id, starts, expect=[FrameState.PENDING]):
             continue
-        return _lease(node, frame_id, now, started_if_job=continuing_job_id)
+        return _lease(node, frame_id, now)
     db.session.commit()
     return None
 
 
-def claim_next(uploaded: Attempt) -> dict[str, Any] | None:
+def claim_next(node: Node, uploaded_job_id: str) -> dict[str, Any] | None:
     """The uploading node's next frame (what it is told), asked in the same request as the
     upload; None when nothing fits or the node may not claim now (its own claim then says why).
 
     A frame of the job just uploaded starts RENDERING at once: the node holds that scene
     and its Blender is warm, so it needs no separate beat to say it started.
     """
-    node = db.session.get(Node, uploaded.node_id)
-    if node is None or node.suspended_reason:
+    if node.suspended_reason:
         return None
-    claimed = claim_frame(node, continuing_job_id=uploaded.frame.job_id)
+    claimed = claim_frame(node, continuing_job_id=uploaded_job_id)
     return claimed.assignment if claimed is not None else None
 
 
 def _pending_frames(
     node: Node, exclude_job_ids: list[str] | None, exclude_artists: list[str] | None
-) -> Iterator[int]:
-    """Frame ids to try, best first: handed-back frames (priority 1) before fresh ones, older
+) -> Iterator[tuple[int, str]]:
+    """(frame id, job id) to try, best first: handed-back frames (priority 1) before fresh ones, older
     jobs first, lowest frame number first.
 
     Index-backed on both databases: one query finds the rendering jobs that fit and still
@@ -240,12 +240,13 @@ def _pending_frames(
                 frames = frames.limit(1).with_for_update(skip_locked=True)
             else:
                 frames = frames.limit(defaults.CLAIM_CANDIDATES)
-            yield from db.session.scalars(frames).all()
+            yield from ((frame_id, job_id) for frame_id in db.session.scalars(frames).all())
 
 
-def _lease(node: Node, frame_id: int, now: datetime, started_if_job: str | None = None) -> Claim:
-    """A new lease on a frame just moved to ASSIGNED (RENDERING if of ``started_if_job``)."""
-    attempt = open_lease(node.id, frame_id, now)
+def _lease(node: Node, frame_id: int, now: datetime) -> Claim:
+    """A new lease on a frame just moved to ASSIGNED (or straight to RENDERING)."""
+    node_id = node.id  # read before the commit expires the row
+    attempt = open_lease(node_id, frame_id, now)
     db.session.execute(
         update(Frame)
         .where(Frame.id == frame_id)
@@ -261,15 +262,13 @@ def _lease(node: Node, frame_id: int, now: datetime, started_if_job: str | None 
         .execution_options(populate_existing=True)
     ).one()
     assignment = _assignment(attempt, frame.number, job, scene_size_bytes)
-    if job.id == started_if_job:
-        transition_frame(frame_id, FrameState.RENDERING, expect=[FrameState.ASSIGNED])
     db.session.commit()
     log.info(
         "frame assigned",
         extra={
             "job_id": assignment["job_id"],
             "frame": assignment["frame_number"],
-            "node_id": node.id,
+            "node_id": node_id,
             "attempt_id": assignment["attempt_id"],
         },
     )

@@ -4,6 +4,7 @@ frame handed back. Only a live lease counts."""
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from flask import current_app
@@ -11,7 +12,7 @@ from flask import current_app
 from backend import queues
 from backend.errors import LeaseNotHeld, NotFound
 from backend.extensions import db
-from backend.models import Attempt, utc_now
+from backend.models import Attempt, Frame, utc_now
 from backend.services import job_lifecycle, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
@@ -20,14 +21,16 @@ from shared.states import AttemptOutcome, FrameState
 LIVE_FRAME_STATES = (FrameState.ASSIGNED, FrameState.RENDERING)
 
 
-def live_attempt(attempt_id: int, lease_token: str) -> Attempt:
-    """The attempt, if its lease is still held by the bearer of ``lease_token``."""
-    attempt = db.session.get(Attempt, attempt_id)
+def live_attempt(attempt_id: int, lease_token: str, *, fresh: bool = False) -> Attempt:
+    """The attempt, if its lease is still held by the bearer of ``lease_token``; ``fresh``
+    reads the attempt and its frame again (another process may have moved them meanwhile)."""
+    attempt = db.session.get(Attempt, attempt_id, populate_existing=fresh)
     if attempt is None:
         raise NotFound(f"no attempt {attempt_id}")
     if not secrets.compare_digest(attempt.lease_token, lease_token or ""):
         raise LeaseNotHeld("the lease token does not match this attempt")
-    frame = attempt.frame
+    frame = db.session.get(Frame, attempt.frame_id, populate_existing=fresh)
+    assert frame is not None  # a foreign key
     if (
         attempt.outcome != AttemptOutcome.OPEN
         or frame.current_attempt_id != attempt.id
@@ -39,12 +42,22 @@ def live_attempt(attempt_id: int, lease_token: str) -> Attempt:
     return attempt
 
 
-def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Attempt:
+@dataclass(frozen=True)
+class ReceivedOutput:
+    """An upload's answer, read before the commit expires the rows."""
+
+    id: int
+    outcome: str
+    output_sha256: str
+    job_id: str
+
+
+def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> ReceivedOutput:
     """Store a render output under a live lease and queue its verification."""
-    live_attempt(attempt_id, lease_token)
+    live_attempt(attempt_id, lease_token)  # refused before the body is read
     stored = storage().save_stream(stream, current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"])
     try:
-        attempt = live_attempt(attempt_id, lease_token)
+        attempt = live_attempt(attempt_id, lease_token, fresh=True)  # the upload may have taken long
         moved = transition_frame(attempt.frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES)
         if not moved:
             raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
@@ -57,9 +70,10 @@ def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Attem
     attempt.output_sha256 = stored.sha256
     attempt.progress = 1.0
     attempt.ended_at = utc_now()
+    received = ReceivedOutput(attempt.id, attempt.outcome, stored.sha256, attempt.frame.job_id)
     db.session.commit()
-    queues.enqueue_verification(attempt.id)
-    return attempt
+    queues.enqueue_verification(received.id)
+    return received
 
 
 def report_failure(attempt_id: int, lease_token: str, reason: str, log_tail: str) -> Attempt:
