@@ -23,12 +23,15 @@ def _app_context() -> AbstractContextManager[object]:
     return _worker_app.app_context()
 
 
-def warm_up() -> None:
-    """Build what a worker's first job would: the app, the task modules, the chain connection."""
+def warm_up(*, connect_chain: bool) -> None:
+    """Build what a worker's first job would: the app, the task modules and, for an
+    escrow worker, the chain connection."""
     from backend.services import payments, scene_analysis, spot_checks, verification  # noqa: F401
     from backend.services.chain_access import escrow_chain
 
     with _app_context():
+        if not connect_chain:
+            return
         try:
             escrow_chain()
         except Exception as error:  # the first escrow job connects (and retries) on its own

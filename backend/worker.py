@@ -1,7 +1,8 @@
 """The RQ worker class the farm runs (``rq worker --worker-class backend.worker.WarmWorker``).
 
 A SimpleWorker (jobs run in the worker process, no fork per job) that builds the app,
-imports the task modules and connects the escrow chain before it takes its first job.
+imports the task modules and, if it serves the escrow queue, connects the escrow chain
+before it takes its first job (only escrow workers hold the operator key).
 Without this, the first job of each worker paid for all of that: about 1.2 s to build the
 app, and a keystore decryption for the first lock, on the path of every new job's start.
 """
@@ -12,10 +13,12 @@ from typing import Any
 
 from rq.worker import SimpleWorker
 
-from backend import tasks
+from backend import defaults, tasks
+from backend.queues import queue_name
 
 
 class WarmWorker(SimpleWorker):
     def work(self, *args: Any, **kwargs: Any) -> bool:
-        tasks.warm_up()
+        escrow = queue_name(defaults.ESCROW_QUEUE, prefix="")
+        tasks.warm_up(connect_chain=any(queue.name.endswith(escrow) for queue in self.queues))
         return super().work(*args, **kwargs)

@@ -62,6 +62,7 @@ class Heartbeat(threading.Thread):
         self.active_frames = active_frames
         self._lock = threading.Lock()  # slots beat on their own threads when their frame changes
         self._beaten_at = time.monotonic()  # registration, then each beat
+        self._quiet_until = 0.0  # after a failed beat, the next try waits an interval
 
     def beat(self) -> None:
         with self._lock:
@@ -69,8 +70,9 @@ class Heartbeat(threading.Thread):
             sent_at = time.monotonic()
             try:
                 abandon = set(self.client.heartbeat(self.node_id, [a.as_slot_progress() for a in active]))
-            except Exception as error:  # a missed beat is retried on the next tick
+            except Exception as error:  # retried an interval later, not every tick
                 log.warning("heartbeat failed: %s", error)
+                self._quiet_until = sent_at + self.interval_s
                 return
             self._beaten_at = sent_at
             for frame in active:
@@ -83,6 +85,8 @@ class Heartbeat(threading.Thread):
     def due(self) -> bool:
         """Whether the backend needs a beat now (see the module's docstring)."""
         now = time.monotonic()
+        if now < self._quiet_until:
+            return False
         last_heard = max(self._beaten_at, self.client.claimed_at)
         if now - last_heard >= self.interval_s:
             return True

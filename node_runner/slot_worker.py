@@ -88,34 +88,43 @@ class SlotWorker(threading.Thread):
 
     def _loop(self) -> None:
         handed: Claimed | NoWork | None = None  # what the last upload's answer held
-        while not self.stop.is_set():
-            if isinstance(handed, Claimed):
-                claimed = handed
-                # The backend started a frame of the job just uploaded (the scene is here).
-                started = (
-                    not claimed.assignment.is_spot_check and claimed.assignment.job_id == self._uploaded_job
-                )
-            else:
-                if isinstance(handed, NoWork):  # the upload's claim found nothing: idle first
-                    handed = None
-                    self.stop.wait(self._idle_wait_s(None))
+        try:
+            while not self.stop.is_set():
+                if isinstance(handed, Claimed):
+                    claimed, handed = handed, None
+                    if not self._may_claim():  # paused, or told to stop, during the upload
+                        self._hand_back(claimed.assignment)
+                        continue
+                    # The backend started a frame of the job just uploaded (the scene is here).
+                    started = (
+                        not claimed.assignment.is_spot_check
+                        and claimed.assignment.job_id == self._uploaded_job
+                    )
+                else:
+                    if isinstance(handed, NoWork):  # the upload's claim found nothing: idle first
+                        handed = None
+                        self.stop.wait(self._idle_wait_s(None))
+                        continue
+                    if not self._may_claim():
+                        if self.terms.control() == Control.STOP_AFTER_FRAME:
+                            log.info("slot %s: stopping after its frame, as the owner asked", self.spec.name)
+                            return
+                        self.stop.wait(defaults.TERMS_POLL_INTERVAL_S)
+                        continue
+                    asked = self._claim()
+                    if not isinstance(asked, Claimed):
+                        self.stop.wait(self._idle_wait_s(asked))
+                        continue
+                    claimed, started = asked, False
+                if self._blocked(claimed):
+                    self.stop.wait(
+                        self.idle_poll_interval_s
+                    )  # so a blocked job is not claimed in a tight loop
                     continue
-                if not self._may_claim():
-                    if self.terms.control() == Control.STOP_AFTER_FRAME:
-                        log.info("slot %s: stopping after its frame, as the owner asked", self.spec.name)
-                        return
-                    self.stop.wait(defaults.TERMS_POLL_INTERVAL_S)
-                    continue
-                asked = self._claim()
-                if not isinstance(asked, Claimed):
-                    self.stop.wait(self._idle_wait_s(asked))
-                    continue
-                claimed, started = asked, False
-            handed = None
-            if self._blocked(claimed):
-                self.stop.wait(self.idle_poll_interval_s)  # so a blocked job is not claimed in a tight loop
-                continue
-            handed = self._work_on(claimed.assignment, started_by_backend=started)
+                handed = self._work_on(claimed.assignment, started_by_backend=started)
+        finally:
+            if isinstance(handed, Claimed):  # stopping: the frame handed with the upload goes back
+                self._hand_back(handed.assignment)
 
     def _may_claim(self) -> bool:
         """Whether the owner's terms let this slot take a new frame now (logs why not, once)."""
@@ -138,7 +147,8 @@ class SlotWorker(threading.Thread):
             not self.stop.is_set()
             and not self.terms.blocked_jobs
             and not self.terms.blocked_artists
-            and self._may_claim()
+            and self.terms.control() != Control.STOP_AFTER_FRAME
+            and self.terms.why_not_claim() is None  # no side effects: the frame is still uploading
         )
 
     def _idle_wait_s(self, no_work: NoWork | None) -> float:

@@ -50,7 +50,7 @@ def upload_output(attempt_id: int, query: dict[str, Any]) -> Any:
     limit = current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"]
     if request.content_length is not None and request.content_length > limit:
         raise UploadTooLarge(limit)
-    attempt, node = _callers_attempt(attempt_id)  # kept referenced: not read again below
+    attempt, node = _callers_attempt(attempt_id)
     lease_token = request.headers.get(LEASE_TOKEN_HEADER, "")
     received = render_outputs.receive_output(attempt.id, lease_token, request.stream)
     answer: dict[str, Any] = {

@@ -21,9 +21,11 @@ def transition_frame(
     to_state: FrameState,
     *,
     expect: Iterable[FrameState] | None = None,
+    held_by: int | None = None,
     **values: Any,
 ) -> bool:
-    """Move a frame to ``to_state`` if it is in an allowed state; True if it moved.
+    """Move a frame to ``to_state`` if it is in an allowed state (and, with ``held_by``,
+    still leased to that attempt); True if it moved.
 
     The check and the write are one conditional UPDATE, so of two racing
     callers exactly one sees True. The caller commits.
@@ -31,7 +33,8 @@ def transition_frame(
     allowed_from = set(states_leading_to(to_state))
     if expect is not None:
         allowed_from &= set(expect)
-    return move_state(Frame, frame_id, allowed_from, to_state, **values)
+    lease = [Frame.current_attempt_id == held_by] if held_by is not None else []
+    return move_state(Frame, frame_id, allowed_from, to_state, also_where=lease, **values)
 
 
 def requeue_or_fail(frame: Frame, *, counts_as_failure: bool, reason: str | None) -> FrameState:

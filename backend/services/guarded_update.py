@@ -13,16 +13,23 @@ from backend.extensions import db
 
 
 def move_state(
-    model: type, row_id: object, from_states: Iterable[object], to_state: object, **values: Any
+    model: type,
+    row_id: object,
+    from_states: Iterable[object],
+    to_state: object,
+    *,
+    also_where: Iterable[Any] = (),
+    **values: Any,
 ) -> bool:
-    """Set ``state`` (and ``values``) on one row if its state is in ``from_states``; True if it moved.
+    """Set ``state`` (and ``values``) on one row if its state is in ``from_states`` (and the
+    ``also_where`` conditions hold); True if it moved.
 
     The check and the write are one statement, so of two racing callers exactly
     one sees True. A loaded copy of the row is refreshed. The caller commits.
     """
     result = db.session.execute(
         update(model)
-        .where(model.id == row_id, model.state.in_(list(from_states)))
+        .where(model.id == row_id, model.state.in_(list(from_states)), *also_where)
         .values(state=to_state, **values)
         .execution_options(synchronize_session=False)
     )

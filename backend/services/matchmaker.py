@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, false, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend import defaults, observability
 from backend.errors import NodeSuspended, NotFound
@@ -201,7 +202,12 @@ def claim_next(node: Node, uploaded_job_id: str) -> dict[str, Any] | None:
     """
     if node.suspended_reason:
         return None
-    claimed = claim_frame(node, continuing_job_id=uploaded_job_id)
+    try:
+        claimed = claim_frame(node, continuing_job_id=uploaded_job_id)
+    except (NodeSuspended, SQLAlchemyError) as error:  # the upload stands; the node's claim retries
+        db.session.rollback()
+        log.warning("no next frame with the upload of node %s: %s", node.id, error)
+        return None
     return claimed.assignment if claimed is not None else None
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from flask import current_app
+from sqlalchemy import update
 
 from backend import queues
 from backend.errors import LeaseNotHeld, NotFound
@@ -58,7 +59,11 @@ def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Recei
     stored = storage().save_stream(stream, current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"])
     try:
         attempt = live_attempt(attempt_id, lease_token, fresh=True)  # the upload may have taken long
-        moved = transition_frame(attempt.frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES)
+        # Both writes are guarded: a sweep or another node's claim between the read above
+        # and here (the lease expired, the frame was leased again) refuses the upload.
+        moved = transition_frame(
+            attempt.frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES, held_by=attempt.id
+        ) and _finish_open_attempt(attempt.id, stored.sha256)
         if not moved:
             raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
     except Exception:
@@ -66,14 +71,23 @@ def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Recei
         if stored.newly_stored:
             storage().delete(stored.sha256)
         raise
-    attempt.outcome = AttemptOutcome.UPLOADED
-    attempt.output_sha256 = stored.sha256
-    attempt.progress = 1.0
-    attempt.ended_at = utc_now()
-    received = ReceivedOutput(attempt.id, attempt.outcome, stored.sha256, attempt.frame.job_id)
+    received = ReceivedOutput(attempt.id, AttemptOutcome.UPLOADED, stored.sha256, attempt.frame.job_id)
     db.session.commit()
     queues.enqueue_verification(received.id)
     return received
+
+
+def _finish_open_attempt(attempt_id: int, output_sha256: str) -> bool:
+    """OPEN -> UPLOADED with its output, in one guarded UPDATE; False if no longer OPEN."""
+    finished = db.session.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id, Attempt.outcome == AttemptOutcome.OPEN)
+        .values(
+            outcome=AttemptOutcome.UPLOADED, output_sha256=output_sha256, progress=1.0, ended_at=utc_now()
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return finished.rowcount == 1
 
 
 def report_failure(attempt_id: int, lease_token: str, reason: str, log_tail: str) -> Attempt:

@@ -224,9 +224,10 @@ def _summarise(
 
     beats = in_run("heartbeat_at")
     empty_claims = in_run("empty_claim_at")
-    claims = merged("claim_ms")
+    plain_claims = merged("claim_ms")
+    claims = plain_claims + merged("upload_claim_ms")  # how long a node waited for its next frame
     first_claims = merged("first_claim_ms")
-    requests = len(claims) + len(first_claims) + len(empty_claims) + len(beats) + len(uploaded_at)
+    requests = len(plain_claims) + len(first_claims) + len(empty_claims) + len(beats) + len(uploaded_at)
     errors: dict[str, int] = {}
     for result in results:
         for what, count in result["errors"].items():

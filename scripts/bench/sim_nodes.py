@@ -68,6 +68,7 @@ def tiny_png(value: int, size: int = 8) -> bytes:
 @dataclass
 class Measurements:
     claim_ms: list[float] = field(default_factory=list)  # claims that got a frame, after the first
+    upload_claim_ms: list[float] = field(default_factory=list)  # uploads whose answer held the next frame
     first_claim_ms: list[float] = field(default_factory=list)  # each node's first: all at once at "go"
     empty_claim_ms: list[float] = field(default_factory=list)  # 204: nothing to do
     empty_claim_at: list[float] = field(default_factory=list)
@@ -140,9 +141,6 @@ class SimNode:
                 }
             ]
         started = time.monotonic()
-        self.heard_at = started
-        if active is not None:
-            self.active_reported_at = started
         try:
             async with self.http.post(
                 protocol.node_heartbeat_path(self.node_id),
@@ -156,6 +154,9 @@ class SimNode:
         except (aiohttp.ClientError, TimeoutError):
             self.out.error("heartbeat connection")
             return
+        self.heard_at = started
+        if active is not None:
+            self.active_reported_at = started
         done = time.monotonic()
         self.out.heartbeat_ms.append((done - started) * 1000)
         self.out.heartbeat_at.append(done)
@@ -234,7 +235,7 @@ class SimNode:
         following = answer.get("next")
         if following is not None:
             self.heard_at = done
-            self.out.claim_ms.append((done - started) * 1000)  # the next frame came with it
+            self.out.upload_claim_ms.append((done - started) * 1000)  # the next frame came with it
         return following
 
     async def work(self) -> None:
@@ -272,6 +273,11 @@ class SimNode:
             handed = await self.upload(assignment)
             uploaded_job = assignment["job_id"]
             self.active = None
+            if handed is None:  # as the node: after an upload that found no next frame, idle first
+                try:
+                    await asyncio.wait_for(self.stop.wait(), self.config.idle_poll_s)
+                except TimeoutError:
+                    pass
 
 
 async def _read_line() -> str:

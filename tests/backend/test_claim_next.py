@@ -78,3 +78,50 @@ def test_a_suspended_node_uploads_but_is_handed_nothing(
     assert sorted(frame_states(client, job["id"]).values()) == ["PENDING", "UPLOADED"]
     refused = client.post(f"/api/v1/nodes/{node}/claim", json={})
     assert refused.status_code >= 400 and "suspended" in refused.json["message"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_upload_is_refused_when_its_lease_is_retaken_during_it(
+    app, client, run_workers, scene_files, tmp_path, escrow, monkeypatch
+):
+    """The sweep and another node's claim land between the upload's last read and its write:
+    the guarded writes see it, so the frame is not marked uploaded for the wrong lease."""
+    from sqlalchemy import text
+
+    from backend.extensions import db
+    from backend.services import render_outputs
+
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    node = register(client)
+    assignment = claim(client, node)
+    read = render_outputs.live_attempt
+
+    def read_then_lose_the_lease(attempt_id, lease_token, *, fresh=False):
+        attempt = read(attempt_id, lease_token, fresh=fresh)
+        if fresh:  # what the sweeper and a second claim commit meanwhile
+            with db.engine.begin() as other:
+                other.execute(
+                    text("UPDATE attempts SET outcome = 'EXPIRED' WHERE id = :id"), {"id": attempt_id}
+                )
+                retaken = other.execute(
+                    text(
+                        "INSERT INTO attempts (frame_id, node_id, lease_token, outcome, progress,"
+                        " progress_detail, started_at, lease_expires_at)"
+                        " SELECT frame_id, node_id, 'other', 'OPEN', 0, '', now(), now() + interval '1 hour'"
+                        " FROM attempts WHERE id = :id RETURNING id"
+                    ),
+                    {"id": attempt_id},
+                ).scalar_one()
+                other.execute(
+                    text(
+                        "UPDATE frames SET current_attempt_id = :retaken, state = 'ASSIGNED'"
+                        " WHERE id = :frame"
+                    ),
+                    {"retaken": retaken, "frame": attempt.frame_id},
+                )
+        return attempt
+
+    monkeypatch.setattr(render_outputs, "live_attempt", read_then_lose_the_lease)
+    answer = put_output(client, assignment, noise_png(tmp_path / "late.png", 64, 36), claim_next=True)
+    assert answer.status_code == 409, answer.json
+    assert frame_states(client, job["id"]) == {1: "ASSIGNED"}

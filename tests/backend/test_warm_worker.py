@@ -31,7 +31,7 @@ print(json.dumps({
 """
 
 
-def _burst_worker(app, **overrides: str) -> dict[str, bool]:
+def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str, bool]:
     settings = app.config
     env = {
         **os.environ,
@@ -44,7 +44,7 @@ def _burst_worker(app, **overrides: str) -> dict[str, bool]:
         "RONRENDER_OPERATOR_KEY": settings["RONRENDER_OPERATOR_KEY"],
         **overrides,
     }
-    queue = f"rr-test-warm-{uuid.uuid4().hex}"
+    queue = f"rr-test-warm-{uuid.uuid4().hex}-{queue_kind}"
     done = subprocess.run(
         [sys.executable, "-c", CHILD, queue, settings["RONRENDER_REDIS_URL"]],
         env=env,
@@ -59,6 +59,11 @@ def _burst_worker(app, **overrides: str) -> dict[str, bool]:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_is_ready_before_its_first_job(app):
     assert _burst_worker(app) == {"app_built": True, "chain_connected": True}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_only_escrow_workers_hold_the_chain_and_its_key(app):
+    assert _burst_worker(app, "verification") == {"app_built": True, "chain_connected": False}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

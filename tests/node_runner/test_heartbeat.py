@@ -71,7 +71,7 @@ def test_claims_stand_in_for_beats_until_a_frame_outlives_the_interval(clock):
     assert beat.due()
 
 
-def test_a_failed_beat_leaves_the_beat_due(clock):
+def test_a_failed_beat_is_retried_an_interval_later(clock):
     class Unreachable(RecordingClient):
         def heartbeat(self, node_id, slots):
             raise ConnectionError("backend down")
@@ -81,4 +81,8 @@ def test_a_failed_beat_leaves_the_beat_due(clock):
     clock.now += INTERVAL_S
     assert beat.due()
     beat.beat()
-    assert beat.due()  # retried on the next tick
+    assert not beat.due()  # not every tick while the backend is down:
+    clock.now += INTERVAL_S - 0.5
+    assert not beat.due()
+    clock.now += 0.5
+    assert beat.due()  # an interval later

@@ -157,6 +157,8 @@ def test_each_upload_claims_the_next_frame_and_only_the_first_frame_beats(
     try:
         wait_for(lambda: job_state(farm, job_id)["state"] == "COMPLETED", what="the job to complete")
         frames_total = job_state(farm, job_id)["frames_total"]
+        # the job can complete before the last upload's answer is back on the node
+        wait_for(lambda: service.frames_done == frames_total, what="the last upload's answer")
         sent = list(requests_sent)
     finally:
         finish(service, thread)
