@@ -11,7 +11,6 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
-from web3 import Web3
 
 KEYSTORE_ENV = "RONRENDER_KEYSTORE"
 PASSWORD_ENV = "RONRENDER_KEYSTORE_PASSWORD"
@@ -59,6 +58,8 @@ class EscrowWallet:
     """The artist's side of the escrow contract, over the chain's public RPC."""
 
     def __init__(self, wallet: Wallet, escrow: dict[str, Any]) -> None:
+        from web3 import Web3  # imported here: submitting a job needs no chain client (0.12 s)
+
         self.wallet = wallet
         self.w3 = Web3(Web3.HTTPProvider(escrow["rpc_url"], request_kwargs={"timeout": 30}))
         if self.w3.eth.chain_id != escrow["chain_id"]:

@@ -228,6 +228,9 @@ class Attempt(db.Model):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     output_fingerprint: Mapped[str | None] = mapped_column(Text, nullable=True)
     log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The lease handed out with this attempt's upload (claim_next): an upload repeated
+    # because its answer was lost is answered with the same next frame.
+    next_attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"), nullable=True)
 
     frame: Mapped[Frame] = relationship()
     node: Mapped[Node] = relationship()

@@ -58,8 +58,11 @@ def upload_output(attempt_id: int, query: dict[str, Any]) -> Any:
         "outcome": received.outcome,
         "output_sha256": received.output_sha256,
     }
-    if query["claim_next"]:
-        answer["next"] = matchmaker.claim_next(node, received.job_id)
+    if query["claim_next"] and received.repeated:  # the first answer was lost: the same again
+        handed = received.next_attempt_id
+        answer["next"] = matchmaker.handed_assignment(handed) if handed is not None else None
+    elif query["claim_next"]:
+        answer["next"] = matchmaker.claim_next(node, received.id, received.job_id)
     return answer
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import update
 
 from backend.extensions import db
 from backend.models import Attempt, Frame
@@ -84,9 +85,10 @@ def requeue_failed_frame(job_id: str, number: int) -> Frame:
     return frame
 
 
-def open_lease(node_id: str, frame_id: int, now: datetime) -> Attempt:
+def open_lease(node_id: str, frame_id: int, now: datetime, *, handed_with: int | None = None) -> Attempt:
     """A new attempt of ``node_id`` on a frame, with a fresh lease token; flushed, so it has
-    its id. The caller commits."""
+    its id. ``handed_with``: the attempt whose upload asked for it, which records it. The
+    caller commits."""
     attempt = Attempt(
         frame_id=frame_id,
         node_id=node_id,
@@ -96,4 +98,11 @@ def open_lease(node_id: str, frame_id: int, now: datetime) -> Attempt:
     )
     db.session.add(attempt)
     db.session.flush()
+    if handed_with is not None:
+        db.session.execute(
+            update(Attempt)
+            .where(Attempt.id == handed_with)
+            .values(next_attempt_id=attempt.id)
+            .execution_options(synchronize_session=False)
+        )
     return attempt

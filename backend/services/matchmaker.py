@@ -156,13 +156,15 @@ def claim_frame(
     exclude_job_ids: list[str] | None = None,
     exclude_artists: list[str] | None = None,
     continuing_job_id: str | None = None,
+    handed_with: int | None = None,
 ) -> Claim | None:
     """Give the node one frame under a new lease, or None when nothing fits.
 
     A waiting spot check of another wallet's frame comes first (it is small, and a
     frame's payment waits on it); then frames handed back after a miss, which go
-    only to reputable nodes; a suspended node gets nothing. A frame of
-    ``continuing_job_id`` (the job the node just uploaded a frame of) starts RENDERING.
+    only to reputable nodes; a suspended node gets nothing. Asked with an upload:
+    ``handed_with`` is the uploaded attempt (it records the new lease), and a frame of
+    ``continuing_job_id`` (the job just uploaded a frame of) starts RENDERING.
     """
     if node.suspended_reason:
         raise NodeSuspended(f"node {node.id} is suspended: {node.suspended_reason}")
@@ -170,7 +172,7 @@ def claim_frame(
     node.last_heartbeat_at = now
     node.state = NodeState.ONLINE
     checked = spot_checks.claim_spot_check(
-        node, now, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists
+        node, now, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists, handed_with=handed_with
     )
     if checked is not None:
         spot_check, attempt = checked
@@ -188,12 +190,12 @@ def claim_frame(
         starts = FrameState.RENDERING if job_id == continuing_job_id else FrameState.ASSIGNED
         if not transition_frame(frame_id, starts, expect=[FrameState.PENDING]):
             continue
-        return _lease(node, frame_id, now)
+        return _lease(node, frame_id, now, handed_with)
     db.session.commit()
     return None
 
 
-def claim_next(node: Node, uploaded_job_id: str) -> dict[str, Any] | None:
+def claim_next(node: Node, uploaded_attempt_id: int, uploaded_job_id: str) -> dict[str, Any] | None:
     """The uploading node's next frame (what it is told), asked in the same request as the
     upload; None when nothing fits or the node may not claim now (its own claim then says why).
 
@@ -203,12 +205,31 @@ def claim_next(node: Node, uploaded_job_id: str) -> dict[str, Any] | None:
     if node.suspended_reason:
         return None
     try:
-        claimed = claim_frame(node, continuing_job_id=uploaded_job_id)
+        claimed = claim_frame(node, continuing_job_id=uploaded_job_id, handed_with=uploaded_attempt_id)
     except (NodeSuspended, SQLAlchemyError) as error:  # the upload stands; the node's claim retries
         db.session.rollback()
         log.warning("no next frame with the upload of node %s: %s", node.id, error)
         return None
     return claimed.assignment if claimed is not None else None
+
+
+def handed_assignment(attempt_id: int) -> dict[str, Any] | None:
+    """What the node was told for a lease handed with an upload, told again when the same
+    upload is repeated (its answer was lost); None once that lease is no longer held."""
+    attempt = db.session.get(Attempt, attempt_id)
+    if attempt is None or attempt.outcome != AttemptOutcome.OPEN:
+        return None
+    frame = attempt.frame
+    job = frame.job
+    if spot_checks.holds_live_check(attempt):
+        crops = spot_checks.checked_by(attempt).crops  # type: ignore[union-attr]
+        return _assignment(attempt, frame.number, job, job.scene.size_bytes, AssignmentKind.SPOT_CHECK, crops)
+    if frame.current_attempt_id != attempt.id or frame.state not in (
+        FrameState.ASSIGNED,
+        FrameState.RENDERING,
+    ):
+        return None
+    return _assignment(attempt, frame.number, job, job.scene.size_bytes)
 
 
 def _pending_frames(
@@ -249,10 +270,10 @@ def _pending_frames(
             yield from ((frame_id, job_id) for frame_id in db.session.scalars(frames).all())
 
 
-def _lease(node: Node, frame_id: int, now: datetime) -> Claim:
+def _lease(node: Node, frame_id: int, now: datetime, handed_with: int | None = None) -> Claim:
     """A new lease on a frame just moved to ASSIGNED (or straight to RENDERING)."""
     node_id = node.id  # read before the commit expires the row
-    attempt = open_lease(node_id, frame_id, now)
+    attempt = open_lease(node_id, frame_id, now, handed_with=handed_with)
     db.session.execute(
         update(Frame)
         .where(Frame.id == frame_id)

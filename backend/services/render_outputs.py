@@ -51,11 +51,20 @@ class ReceivedOutput:
     outcome: str
     output_sha256: str
     job_id: str
+    repeated: bool = False  # the same bytes again, under the same lease: its answer was lost
+    next_attempt_id: int | None = None  # with ``repeated``: the lease its first answer handed out
 
 
 def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> ReceivedOutput:
-    """Store a render output under a live lease and queue its verification."""
-    live_attempt(attempt_id, lease_token)  # refused before the body is read
+    """Store a render output under a live lease and queue its verification. The same
+    upload repeated (the node never got the first answer) is answered again, not refused."""
+    try:
+        live_attempt(attempt_id, lease_token)  # refused before the body is read
+    except LeaseNotHeld:
+        repeated = _repeated_upload(attempt_id, lease_token, stream)
+        if repeated is None:
+            raise
+        return repeated
     stored = storage().save_stream(stream, current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"])
     try:
         attempt = live_attempt(attempt_id, lease_token, fresh=True)  # the upload may have taken long
@@ -75,6 +84,31 @@ def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Recei
     db.session.commit()
     queues.enqueue_verification(received.id)
     return received
+
+
+def _repeated_upload(attempt_id: int, lease_token: str, stream: BinaryIO) -> ReceivedOutput | None:
+    """The first upload's answer, if this is the same lease sending the same bytes again."""
+    attempt = db.session.get(Attempt, attempt_id)
+    if (
+        attempt is None
+        or attempt.output_sha256 is None
+        or attempt.outcome == AttemptOutcome.OPEN
+        or not secrets.compare_digest(attempt.lease_token, lease_token or "")
+    ):
+        return None
+    stored = storage().save_stream(stream, current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"])
+    if stored.newly_stored:  # not kept: these bytes are stored already, or were dropped as rejected
+        storage().delete(stored.sha256)
+    if stored.sha256 != attempt.output_sha256:
+        return None
+    return ReceivedOutput(
+        attempt.id,
+        attempt.outcome,
+        stored.sha256,
+        attempt.frame.job_id,
+        repeated=True,
+        next_attempt_id=attempt.next_attempt_id,
+    )
 
 
 def _finish_open_attempt(attempt_id: int, output_sha256: str) -> bool:

@@ -136,7 +136,12 @@ def _a_checker_is_online(uploader: Node, first_checker: Node | None = None) -> b
 
 
 def claim_spot_check(
-    node: Node, now: datetime, *, exclude_job_ids: list[str] | None, exclude_artists: list[str] | None
+    node: Node,
+    now: datetime,
+    *,
+    exclude_job_ids: list[str] | None,
+    exclude_artists: list[str] | None,
+    handed_with: int | None = None,
 ) -> tuple[SpotCheck, Attempt] | None:
     """Give the node a PENDING spot check of another wallet's frame, under a new lease."""
     if not can_check_on_cpu(node):
@@ -179,7 +184,7 @@ def claim_spot_check(
             crop_sha256s=[None] * len(spot_check.crops),
         ):
             continue
-        attempt = open_lease(node.id, spot_check.frame_id, now)
+        attempt = open_lease(node.id, spot_check.frame_id, now, handed_with=handed_with)
         spot_check.checker_attempt_id = attempt.id
         db.session.commit()
         log.info("spot check assigned", extra={**_ids(spot_check.checked_attempt), "checker": node.id})

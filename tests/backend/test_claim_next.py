@@ -125,3 +125,31 @@ def test_an_upload_is_refused_when_its_lease_is_retaken_during_it(
     answer = put_output(client, assignment, noise_png(tmp_path / "late.png", 64, 36), claim_next=True)
     assert answer.status_code == 409, answer.json
     assert frame_states(client, job["id"]) == {1: "ASSIGNED"}
+
+
+def test_an_upload_repeated_after_a_lost_answer_gets_the_same_answer(
+    client, run_workers, scene_files, tmp_path, escrow
+):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=3)
+    node = register(client)
+    first = claim(client, node)
+    image = noise_png(tmp_path / "first.png", 64, 36, seed=1)
+    answer = put_output(client, first, image, claim_next=True)
+    assert answer.status_code == 202
+    handed = answer.json["next"]
+
+    again = put_output(client, first, image, claim_next=True)  # the node never saw the answer
+    assert again.status_code == 202, again.json
+    assert again.json["next"] == handed  # the same lease, not a second frame
+    assert sorted(frame_states(client, job["id"]).values()) == ["PENDING", "RENDERING", "UPLOADED"]
+
+    other_bytes = put_output(
+        client, first, noise_png(tmp_path / "other.png", 64, 36, seed=2), claim_next=True
+    )
+    assert other_bytes.status_code == 409  # not the same upload: the lease is gone
+
+    assert put_output(client, handed, noise_png(tmp_path / "second.png", 64, 36, seed=3)).status_code == 202
+    late = put_output(client, first, image, claim_next=True)
+    assert late.status_code == 202 and late.json["next"] is None  # that lease is no longer held
+    run_workers()
+    assert sorted(frame_states(client, job["id"]).values()) == ["PENDING", "VERIFIED", "VERIFIED"]
