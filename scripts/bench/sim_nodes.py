@@ -202,8 +202,8 @@ class SimNode:
 
     async def upload(self, assignment: dict[str, Any]) -> dict[str, Any] | None:
         """PUT the output under the lease, claiming the next frame (returned, or None);
-        retried while the backend does not answer or answers 5xx. A 409 after a try that
-        got no answer means that try was stored."""
+        retried while the backend does not answer or answers 5xx. A repeated try is answered
+        as the first was (a 409 after a try that got no answer: that try was stored)."""
         started = time.monotonic()
         path = protocol.attempt_output_path(assignment["attempt_id"])
         headers = lease_headers(self.token, assignment["lease_token"])
