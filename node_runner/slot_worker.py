@@ -92,39 +92,39 @@ class SlotWorker(threading.Thread):
             while not self.stop.is_set():
                 if isinstance(handed, Claimed):
                     claimed, handed = handed, None
-                    if not self._may_claim():  # paused, or told to stop, during the upload
+                    if self._may_claim():
+                        handed = self._work_on_handed(claimed)
+                    else:  # paused, or told to stop, during the upload
                         self._hand_back(claimed.assignment)
-                        continue
-                    # The backend started a frame of the job just uploaded (the scene is here).
-                    started = (
-                        not claimed.assignment.is_spot_check
-                        and claimed.assignment.job_id == self._uploaded_job
-                    )
-                else:
-                    if isinstance(handed, NoWork):  # the upload's claim found nothing: idle first
-                        handed = None
-                        self.stop.wait(self._idle_wait_s(None))
-                        continue
-                    if not self._may_claim():
-                        if self.terms.control() == Control.STOP_AFTER_FRAME:
-                            log.info("slot %s: stopping after its frame, as the owner asked", self.spec.name)
-                            return
-                        self.stop.wait(defaults.TERMS_POLL_INTERVAL_S)
-                        continue
-                    asked = self._claim()
-                    if not isinstance(asked, Claimed):
-                        self.stop.wait(self._idle_wait_s(asked))
-                        continue
-                    claimed, started = asked, False
-                if self._blocked(claimed):
-                    self.stop.wait(
-                        self.idle_poll_interval_s
-                    )  # so a blocked job is not claimed in a tight loop
                     continue
-                handed = self._work_on(claimed.assignment, started_by_backend=started)
+                if isinstance(handed, NoWork):  # the upload's claim found nothing: idle first
+                    handed = None
+                    self.stop.wait(self._idle_wait_s(None))
+                    continue
+                if self.terms.control() == Control.STOP_AFTER_FRAME:
+                    log.info("slot %s: stopping after its frame, as the owner asked", self.spec.name)
+                    return
+                if not self._may_claim():
+                    self.stop.wait(defaults.TERMS_POLL_INTERVAL_S)
+                    continue
+                asked = self._claim()
+                if not isinstance(asked, Claimed):
+                    self.stop.wait(self._idle_wait_s(asked))
+                    continue
+                if self._blocked(asked):  # waits, so a blocked job is not claimed in a tight loop
+                    self.stop.wait(self.idle_poll_interval_s)
+                    continue
+                handed = self._work_on(asked.assignment)
         finally:
             if isinstance(handed, Claimed):  # stopping: the frame handed with the upload goes back
                 self._hand_back(handed.assignment)
+
+    def _work_on_handed(self, claimed: Claimed) -> Claimed | NoWork | None:
+        """A frame that came with the last upload's answer (asked only without a blocklist).
+        One of the job just uploaded is RENDERING already: the scene is here, no beat needed."""
+        assignment = claimed.assignment
+        started = not assignment.is_spot_check and assignment.job_id == self._uploaded_job
+        return self._work_on(assignment, started_by_backend=started)
 
     def _may_claim(self) -> bool:
         """Whether the owner's terms let this slot take a new frame now (logs why not, once)."""
