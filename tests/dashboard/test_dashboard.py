@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import sqlite3
+import time
 import zipfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import requests
 from local_farm import LOCAL_KEYSTORE_PASSWORD
 
 from artist_cli.wallet import Wallet
+from backend.defaults import TOKEN_CACHE_S
 from tests.conftest import make_scene
 from tests.dashboard.conftest import LAPTOP, PHONE
 
@@ -94,6 +96,17 @@ def sign_in_with_token(page, url: str, token: str) -> None:
 def whoami(farm, token: str) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"}
     return requests.get(f"{farm.url}/api/v1/auth/me", headers=headers, timeout=30)
+
+
+def whoami_until_refused(farm, token: str) -> requests.Response:
+    """A revoked token is refused at once by the process that revoked it and within
+    RONRENDER_TOKEN_CACHE_S by the others (each trusts a looked-up token that long)."""
+    deadline = time.monotonic() + TOKEN_CACHE_S + 5
+    while True:
+        answer = whoami(farm, token)
+        if answer.status_code != 200 or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
 
 
 def node_wallet(farm, node: dict) -> Wallet:
@@ -362,7 +375,7 @@ def check_api_tokens(farm, artist, elsewhere, job_id: str, address: str, shots: 
     artist.once("dialog", lambda dialog: dialog.accept())
     row.locator("button", has_text="Revoke").click()
     artist.wait_for_selector('#tokens-body tr[data-state="REVOKED"]')
-    refused = whoami(farm, token)
+    refused = whoami_until_refused(farm, token)
     assert refused.status_code == 401 and set(refused.json()) >= {"message", "reason"}
     elsewhere.reload()  # the revoked token's tab is asked to sign in again
     elsewhere.wait_for_selector("#sign-in:not([hidden])")
