@@ -58,6 +58,8 @@ class FrameState(StrEnum):
 
 
 FINAL_FRAME_STATES = frozenset({FrameState.VERIFIED, FrameState.FAILED, FrameState.CANCELLED})
+# A frame under a node's lease, not yet uploaded.
+LIVE_FRAME_STATES = frozenset({FrameState.ASSIGNED, FrameState.RENDERING})
 
 FRAME_TRANSITIONS: dict[FrameState, frozenset[FrameState]] = {
     # Straight to RENDERING when the claiming node starts at once (it just uploaded a

@@ -28,7 +28,15 @@ from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SceneFile, utc_now
 from backend.services import reputation, spot_checks
 from backend.services.frame_transitions import open_lease, transition_frame
-from shared.states import AssignmentKind, AttemptOutcome, DeviceType, FrameState, JobState, NodeState
+from shared.states import (
+    LIVE_FRAME_STATES,
+    AssignmentKind,
+    AttemptOutcome,
+    DeviceType,
+    FrameState,
+    JobState,
+    NodeState,
+)
 
 log = logging.getLogger(__name__)
 ONLINE_COUNT_TTL_S = 5.0
@@ -224,10 +232,7 @@ def handed_assignment(attempt_id: int) -> dict[str, Any] | None:
     if spot_checks.holds_live_check(attempt):
         crops = spot_checks.checked_by(attempt).crops  # type: ignore[union-attr]
         return _assignment(attempt, frame.number, job, job.scene.size_bytes, AssignmentKind.SPOT_CHECK, crops)
-    if frame.current_attempt_id != attempt.id or frame.state not in (
-        FrameState.ASSIGNED,
-        FrameState.RENDERING,
-    ):
+    if frame.current_attempt_id != attempt.id or frame.state not in LIVE_FRAME_STATES:
         return None
     return _assignment(attempt, frame.number, job, job.scene.size_bytes)
 

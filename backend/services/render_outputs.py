@@ -17,9 +17,7 @@ from backend.models import Attempt, Frame, utc_now
 from backend.services import job_lifecycle, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
-from shared.states import AttemptOutcome, FrameState
-
-LIVE_FRAME_STATES = (FrameState.ASSIGNED, FrameState.RENDERING)
+from shared.states import LIVE_FRAME_STATES, AttemptOutcome, FrameState
 
 
 def live_attempt(attempt_id: int, lease_token: str, *, fresh: bool = False) -> Attempt:

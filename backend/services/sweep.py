@@ -14,9 +14,7 @@ from backend.extensions import db
 from backend.models import Attempt, Frame, Node, utc_now
 from backend.services import job_lifecycle, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail
-from shared.states import AttemptOutcome, FrameState, NodeState
-
-LIVE_FRAME_STATES = (FrameState.ASSIGNED, FrameState.RENDERING)
+from shared.states import LIVE_FRAME_STATES, AttemptOutcome, NodeState
 
 
 @dataclass
