@@ -44,6 +44,7 @@ class NodeConfig:
     allow_cpu_slot: bool = True  # the CPU as a slot of its own beside the GPUs
     cpu_slots: int = 1  # CPU slots when there is no GPU slot
     max_slots: int = 0  # 0 = no limit
+    prestart_blender: bool = True  # an idle slot loads its next Blender before work comes
     # The owner's terms
     schedule: tuple[str, ...] = ()  # empty = any time; e.g. "mon-fri 18:00-08:00", "sat-sun"
     idle_only: bool = False
@@ -97,6 +98,9 @@ cpu_slots = 1
 threads = 0
 # At most this many slots at once; 0 = no limit.
 max_slots = 0
+# An idle slot loads its next Blender before work comes, so a job's first frame starts
+# at once (about 400 MB resident per slot while it waits); false loads it per job.
+prestart_blender = true
 
 [terms]
 # Hours of the week when the node takes work, in local time; empty = any time.
@@ -181,6 +185,7 @@ _KEYS: dict[str, tuple[str, Any]] = {
     "slots.cpu_slots": ("cpu_slots", int),
     "slots.threads": ("threads", int),
     "slots.max_slots": ("max_slots", int),
+    "slots.prestart_blender": ("prestart_blender", bool),
     "terms.schedule": ("schedule", _strings),
     "terms.idle_only": ("idle_only", bool),
     "terms.idle_max_load_per_core": ("idle_max_load_per_core", float),

@@ -7,9 +7,14 @@ crashes, hangs past the frame's time limit, or when the render is cancelled.
 Progress is parsed from Blender's log and handed to a callback; answers come
 back on a pipe of their own, so the log never mixes with them.
 
+An idle slot starts its next child ahead of need (``prestart``): Blender loads
+while there is no work, and a job's first frame only opens the scene.
+
 Each slot has its own session, pinned to its device. The child runs in the
 node's sandbox when there is one, and always writes into its own directory
-(the only one the sandbox lets it write); finished images are moved out.
+(the only one the sandbox lets it write); finished images are moved out. It
+reads the scene from the session's scene directory, read-only in the sandbox,
+where the job's file is hard-linked when the job is known.
 The whole log of the current frame is kept for diagnostics.
 """
 
@@ -93,6 +98,7 @@ class BlenderSession:
         device: RenderDevice = CPU_DEVICE,
         sandbox: Sandbox | None = None,
         limits: ResourceLimits = NO_LIMITS,
+        prestart: bool = True,
     ) -> None:
         self.blender_python = blender_python
         self.threads = threads
@@ -100,7 +106,9 @@ class BlenderSession:
         self.device = device
         self.sandbox = sandbox
         self.limits = limits
-        self.starts = 0
+        self.prestart_enabled = prestart
+        self.scene_dir = work_dir.with_name(work_dir.name + "-scene")
+        self.starts = 0  # children started (a spare counts when it starts, not when it is used)
         self._log: list[str] = []
         self._startup_log: list[str] = []
         self._pump: threading.Thread | None = None
@@ -135,14 +143,13 @@ class BlenderSession:
         child_output = self.work_dir / "out" / name  # the child writes only under its own directory
         child_output.unlink(missing_ok=True)
         self._tail.clear()
-        self._log = []
         self._on_progress = on_progress
         deadline = started + assignment.time_limit_s
         try:
             key = (assignment.scene_sha256, assignment.settings)
             if self._key != key or not self._alive():
-                self.close()
-                self._start(key, scene_path, assignment.settings, cancel, deadline)
+                self._open(key, scene_path, assignment.settings, cancel, deadline)
+                self._log = list(self._startup_log)
             else:  # a kept-up child: its start (how the scene opened) belongs in this frame's log too
                 self._log = [*self._startup_log, "RonRender: Blender kept up from an earlier frame"]
             request: dict[str, Any] = {"frame": assignment.frame_number, "output_path": str(child_output)}
@@ -167,6 +174,13 @@ class BlenderSession:
         return RenderResult(
             output_path if produced else None, self._result(0, None, started), self._frame_log()
         )
+
+    def prestart(self) -> None:
+        """Start a child now, while the slot is idle, unless one is up: the next job's
+        first frame then finds Blender loaded and only opens its scene."""
+        if self.prestart_enabled and not self._alive():
+            self.close()
+            self._spawn()
 
     def close(self) -> None:
         """Stop the child (TERM, then KILL its whole process group)."""
@@ -198,7 +212,7 @@ class BlenderSession:
 
     # Internals
 
-    def _start(
+    def _open(
         self,
         key: tuple[str, RenderSettings],
         scene_path: Path,
@@ -206,31 +220,54 @@ class BlenderSession:
         cancel: threading.Event,
         deadline: float,
     ) -> None:
-        settings_path = self.work_dir / "blender_session.json"
+        """Have a spare child (started now if there is none) open the job's scene."""
+        if self._key is not None or not self._alive():  # holds another scene, or is gone
+            self.close()
+            self._spawn()
+        opening = {
+            "scene_path": str(self._stage_scene(scene_path)),
+            "threads": self.threads,
+            "device": self.device.to_json(),
+            **_as_json(settings),
+        }
+        assert self._process is not None and self._process.stdin is not None
+        self._process.stdin.write(json.dumps({"open": opening}) + "\n")
+        self._process.stdin.flush()
+        self._key = key
+        self._last_output = time.monotonic()  # a spare may have been quiet for long
+        self._next_answer(cancel, min(deadline, time.monotonic() + STARTUP_TIME_LIMIT_S))
+        self._startup_log = self._log[: defaults.STARTUP_LOG_MAX_LINES]
+
+    def _stage_scene(self, scene_path: Path) -> Path:
+        """The scene hard-linked (copied across filesystems) into the session's scene
+        directory, the one place a child started before its job can read it from."""
+        self.scene_dir.mkdir(parents=True, exist_ok=True)
+        for earlier in self.scene_dir.iterdir():
+            earlier.unlink()
+        staged = self.scene_dir / scene_path.name
+        try:
+            os.link(scene_path, staged)
+        except OSError:
+            shutil.copyfile(scene_path, staged)
+        return staged
+
+    def _spawn(self) -> None:
+        """Start a child with no scene: it loads Blender and waits for its ``open``."""
         (self.work_dir / "out").mkdir(parents=True, exist_ok=True)
-        scene_path = scene_path.resolve()
-        settings_path.write_text(
-            json.dumps(
-                {
-                    "scene_path": str(scene_path),
-                    "threads": self.threads,
-                    "device": self.device.to_json(),
-                    **_as_json(settings),
-                }
-            )
-        )
+        self.scene_dir.mkdir(parents=True, exist_ok=True)
         read_fd, write_fd = os.pipe()
         # Line-buffer Blender's C stdio too, so progress arrives while it renders.
         line_buffered = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
-        argv = [*line_buffered, self.blender_python, str(SERVER_SCRIPT), str(write_fd), str(settings_path)]
+        argv = [*line_buffered, self.blender_python, str(SERVER_SCRIPT), str(write_fd)]
         if self.sandbox is not None:
             argv = self.sandbox.wrap(
                 argv,
                 writable=self.work_dir,
-                needed=[scene_path, SERVER_SCRIPT],
+                needed=[self.scene_dir, SERVER_SCRIPT],
                 python=self.blender_python,
                 gpu=self.device.backend != "CPU",
             )
+        self._log = []
         self._process = subprocess.Popen(
             self.limits.wrap(argv),
             stdin=subprocess.PIPE,
@@ -246,13 +283,11 @@ class BlenderSession:
         )
         os.close(write_fd)
         self._answers_fd, self._buffer = read_fd, b""
-        self._key = key
+        self._key = None
         self.starts += 1
         self._last_output = time.monotonic()
         self._pump = threading.Thread(target=self._pump_log, args=(self._process,), daemon=True)
         self._pump.start()
-        self._next_answer(cancel, min(deadline, time.monotonic() + STARTUP_TIME_LIMIT_S))
-        self._startup_log = self._log[: defaults.STARTUP_LOG_MAX_LINES]
 
     def _pump_log(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None

@@ -170,7 +170,7 @@ class NodeService:
         )
         blender = BlenderSession(
             config.blender_python, spec.threads, slot_dir / "blender", device=spec.device,
-            sandbox=self.sandbox, limits=limits,
+            sandbox=self.sandbox, limits=limits, prestart=config.prestart_blender,
         )  # fmt: skip
         assert self.node_id is not None
 

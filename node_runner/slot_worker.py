@@ -99,7 +99,7 @@ class SlotWorker(threading.Thread):
                     continue
                 if isinstance(handed, NoWork):  # the upload's claim found nothing: idle first
                     handed = None
-                    self.stop.wait(self._idle_wait_s(None))
+                    self._idle(None)
                     continue
                 if self.terms.control() == Control.STOP_AFTER_FRAME:
                     log.info("slot %s: stopping after its frame, as the owner asked", self.spec.name)
@@ -108,8 +108,11 @@ class SlotWorker(threading.Thread):
                     self.stop.wait(defaults.TERMS_POLL_INTERVAL_S)
                     continue
                 asked = self._claim()
-                if not isinstance(asked, Claimed):
-                    self.stop.wait(self._idle_wait_s(asked))
+                if isinstance(asked, NoWork):
+                    self._idle(asked)
+                    continue
+                if asked is None:  # the backend could not be asked
+                    self.stop.wait(self.idle_poll_interval_s)
                     continue
                 if self._blocked(asked):  # waits, so a blocked job is not claimed in a tight loop
                     self.stop.wait(self.idle_poll_interval_s)
@@ -150,6 +153,11 @@ class SlotWorker(threading.Thread):
             and self.terms.control() != Control.STOP_AFTER_FRAME
             and self.terms.why_not_claim() is None  # no side effects: the frame is still uploading
         )
+
+    def _idle(self, no_work: NoWork | None) -> None:
+        """No work: have Blender loaded for the next job meanwhile, and wait."""
+        self.blender.prestart()
+        self.stop.wait(self._idle_wait_s(no_work))
 
     def _idle_wait_s(self, no_work: NoWork | None) -> float:
         """The own idle interval, or longer when the backend asks (spread so that a large

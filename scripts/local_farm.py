@@ -231,6 +231,19 @@ class LocalFarm:
         response.raise_for_status()
         return response.json()
 
+    def wait_for_nodes(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        """Until every node of the farm has registered and is ONLINE."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            dead = [name for name, process in self.processes.items() if process.poll() is not None]
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} exited; see {self.log_dir}")
+            nodes = self.admin_get("/api/v1/admin/nodes")["nodes"]
+            if sum(node["state"] == "ONLINE" for node in nodes) >= self.nodes:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the farm's {self.nodes} nodes did not come online")
+
     def _wait_for_backend(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:

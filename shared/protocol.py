@@ -16,6 +16,9 @@ BACKEND_URL_ENV = "RONRENDER_URL"
 
 LEASE_TOKEN_HEADER = "X-Lease-Token"
 UPLOAD_CHUNK_BYTES = 1024 * 1024
+# How often an idle node asks for work unless the backend's Retry-After says to wait
+# longer (it does once a farm's idle nodes at this pace would exceed its budget).
+IDLE_POLL_INTERVAL_S = 0.25
 
 
 def auth_challenge_path() -> str:

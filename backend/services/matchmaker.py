@@ -28,6 +28,7 @@ from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SceneFile, utc_now
 from backend.services import reputation, spot_checks
 from backend.services.frame_transitions import open_lease, transition_frame
+from shared.protocol import IDLE_POLL_INTERVAL_S
 from shared.states import (
     LIVE_FRAME_STATES,
     AssignmentKind,
@@ -321,5 +322,7 @@ def idle_retry_after_s() -> int | None:
             online = select(func.count()).select_from(Node).where(Node.state == NodeState.ONLINE)
             counted.update(nodes=db.session.scalar(online) or 0, until=now + ONLINE_COUNT_TTL_S)
         nodes = counted["nodes"]
-    wait_s = math.ceil(nodes / current_app.config["RONRENDER_IDLE_CLAIMS_PER_S"])
-    return min(wait_s, defaults.IDLE_RETRY_AFTER_MAX_S) if wait_s > 1 else None
+    wait_s = nodes / current_app.config["RONRENDER_IDLE_CLAIMS_PER_S"]
+    if wait_s <= IDLE_POLL_INTERVAL_S:  # the nodes' own pace stays within the budget
+        return None
+    return min(math.ceil(wait_s), defaults.IDLE_RETRY_AFTER_MAX_S)  # Retry-After counts whole seconds

@@ -2,15 +2,19 @@
 once (scripts kept from running), applies the job's overrides in memory once,
 then renders one frame per request.
 
-Requests arrive as JSON lines on stdin: {"frame": N, "output_path": "..."}, and for a
-spot check also "border": [min_x, max_x, min_y, max_y]: only that crop is rendered,
-on the CPU (a CPU render reproduces an honest CPU upload bit for bit).
+It may start before its job is known (a node's idle slot keeps one ready, so a
+job's first frame does not wait for Blender to load): the first line on stdin,
+{"open": SETTINGS}, names the scene. SETTINGS holds scene_path, output_format,
+engine, samples, resolution_percentage, threads (0 = all cores) and device
+({"backend": "CPU"|"CUDA"|..., "device_id": ...}).
+
+Then requests arrive as JSON lines on stdin: {"frame": N, "output_path": "..."}, and
+for a spot check also "border": [min_x, max_x, min_y, max_y]: only that crop is
+rendered, on the CPU (a CPU render reproduces an honest CPU upload bit for bit).
 Each answer is one JSON line written to the file descriptor named on the command
 line, so Blender's own log on stdout never mixes with answers.
 
-Usage: python render_server.py RESULT_FD SETTINGS.json
-SETTINGS holds scene_path, output_format, engine, samples, resolution_percentage,
-threads (0 = all cores) and device ({"backend": "CPU"|"CUDA"|..., "device_id": ...}).
+Usage: python render_server.py RESULT_FD
 """
 
 from __future__ import annotations
@@ -96,9 +100,10 @@ def render_border(render: bpy.types.RenderSettings) -> tuple[float, float, float
 
 def main() -> int:
     answers = os.fdopen(int(sys.argv[1]), "w", buffering=1)
-    with open(sys.argv[2], encoding="utf-8") as handle:
-        settings = json.load(handle)
-    scene = open_scene(settings)
+    opening = sys.stdin.readline()
+    if not opening:  # the node closed the session before it had a job
+        return 0
+    scene = open_scene(json.loads(opening)["open"])
     answers.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)

@@ -9,7 +9,8 @@
     ``ronrender-node``), from ``ronrender submit`` to the job's ``finished_at``
     (every frame verified). It includes the upload, scene analysis (a Blender
     probe render), the estimate, the signed acceptance and the lock on chain.
-    The farm's start (before the submit) is not counted.
+    The farm's start (before the submit) is not counted: the submit comes once
+    the node is online and idle, as on a farm that was already running.
 
 Blender always runs in a child process; this module never imports ``bpy``.
 """
@@ -30,6 +31,7 @@ from scripts.bench.common import OUTPUT_DIR, SCRIPTS_DIR, Section, child_env, fr
 
 BLENDER_SCRIPT = Path(__file__).resolve().parent / "blender_render.py"
 SUBMIT_TIMEOUT_S = 900
+NODE_SETTLE_S = 2.0  # after registering, an idle node starts its spare Blender
 
 
 def make_scene(path: Path, frames: int) -> Path:
@@ -66,6 +68,8 @@ def through_farm(scene: Path, data_dir: Path) -> tuple[float, float]:
     )
     try:  # not `with`: a farm whose start fails must still stop what it started
         farm.start()
+        farm.wait_for_nodes()  # a running farm: its node idles, Blender loaded
+        time.sleep(NODE_SETTLE_S)
         submitted_at = time.time()
         started = time.perf_counter()
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:

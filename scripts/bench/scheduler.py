@@ -5,7 +5,7 @@ the real Redis, with rate limiting off. Simulated nodes (``sim_nodes``: a few
 processes, each running many asyncio HTTP clients) register, claim, heartbeat and
 upload a tiny PNG per frame. A frame's render is a sleep drawn uniformly from
 2-20 s and multiplied by ``time_scale``; the heartbeat interval (15 s on a real
-node), the idle poll (1 s) and the backend's Retry-After are scaled by the same
+node), the idle poll (0.25 s) and the backend's Retry-After are scaled by the same
 factor, so the mix of requests per frame is the real one, only faster.
 
 The job is made claimable without a chain (see ``seed``). A frame counts as done
@@ -51,9 +51,10 @@ from scripts.bench.common import (
 )
 from scripts.bench.seed import claimable_job
 from scripts.bench.sim_nodes import render_time_s
+from shared.protocol import IDLE_POLL_INTERVAL_S
 
 REAL_HEARTBEAT_INTERVAL_S = 15.0
-REAL_IDLE_POLL_S = 1.0  # node_runner's default; a large farm's backend asks for longer
+REAL_IDLE_POLL_S = IDLE_POLL_INTERVAL_S  # a node's default; a large farm's backend asks for longer
 NODES_PER_SIM_PROCESS = 500
 PROGRESS_POLL_S = 0.5
 RSS_SAMPLE_S = 0.5

@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name-prefix", default="sim")
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--heartbeat-interval-s", type=float, default=15.0)
-    parser.add_argument("--idle-poll-s", type=float, default=1.0)
+    parser.add_argument("--idle-poll-s", type=float, default=protocol.IDLE_POLL_INTERVAL_S)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--result", required=True)

@@ -21,6 +21,12 @@ def test_a_small_farm_polls_at_the_nodes_own_pace(node_client):
     assert empty_claim(node_client, node_id) is None
 
 
+def test_a_farm_whose_nodes_would_poll_past_the_budget_is_told_to_wait_a_second(app, node_client):
+    app.config["RONRENDER_IDLE_CLAIMS_PER_S"] = 10  # 3 nodes at their own 4 per s would make 12
+    node_ids = [register(node_client, name=f"node-{i}") for i in range(3)]
+    assert empty_claim(node_client, node_ids[0]) == "1"  # Retry-After counts whole seconds
+
+
 def test_a_large_idle_farm_is_told_to_wait_in_proportion(app, node_client):
     app.config["RONRENDER_IDLE_CLAIMS_PER_S"] = 2  # so 7 nodes are a "large" farm here
     node_ids = [register(node_client, name=f"node-{i}") for i in range(7)]

@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from node_runner import defaults
 from node_runner.render import BlenderSession
 from shared.image_checks import ExpectedImage, check_render_output
 from shared.protocol import FrameAssignment, RenderSettings
@@ -59,6 +61,28 @@ def test_frames_of_one_job_share_one_blender(session, scene_files, tmp_path):
     assert session.starts == 1
     render(session, scene_files["tiny"], assignment(4, scene="b" * 64), tmp_path / "other-job")
     assert session.starts == 2  # another job gets a fresh Blender
+
+
+def test_an_idle_slot_has_blender_loaded_before_its_job_comes(session, scene_files, tmp_path, monkeypatch):
+    monkeypatch.setattr(defaults, "RENDER_NO_OUTPUT_TIMEOUT_S", 2.0)
+    session.prestart()
+    spare = session._process
+    assert session.starts == 1 and spare.poll() is None
+    time.sleep(3.0)  # the spare sat quiet past the no-output limit: that is no hang
+    result, progress = render(session, scene_files["tiny"], assignment(1), tmp_path / "a")
+    assert result.output_path is not None, result.process.log_tail
+    assert session._process is spare and session.starts == 1  # the spare rendered the frame
+    assert progress and progress[-1].fraction == 1.0
+    session.prestart()  # a child holding a scene is kept for that job's next frames
+    assert session._process is spare
+    render(session, scene_files["tiny"], assignment(2, scene="b" * 64), tmp_path / "b")
+    assert session._process is not spare and spare.poll() is not None and session.starts == 2
+
+
+def test_a_slot_told_not_to_prestart_loads_blender_only_for_a_frame(tmp_path):
+    lazy = BlenderSession(sys.executable, threads=1, work_dir=tmp_path / "blender", prestart=False)
+    lazy.prestart()
+    assert lazy._process is None and lazy.starts == 0
 
 
 def test_a_crashed_blender_is_replaced(session, scene_files, tmp_path):

@@ -53,7 +53,7 @@ def test_init_writes_a_commented_config_that_run_loads(tmp_path):
     assert config.work_dir == tmp_path / "work"
     assert config.wallet is not None and config.payout_address == config.wallet.address
     assert config.payout_address in result.output
-    assert config.cache_limit_bytes == 20 * GIB and config.cpu_slots == 1
+    assert config.cache_limit_bytes == 20 * GIB and config.cpu_slots == 1 and config.prestart_blender
     assert config.config_path == path
     assert not config.allow_unsandboxed
 
@@ -67,13 +67,15 @@ def test_flags_override_the_file_and_typos_are_refused(tmp_path):
     path = tmp_path / "node.toml"
     path.write_text(
         'payout_address = "0x' + "11" * 20 + '"\nname = "from-file"\n'
-        '[slots]\ncpu_slots = 2\n[terms]\nschedule = ["mon-fri 18:00-08:00"]\nblocked_jobs = ["j1"]\n'
+        "[slots]\ncpu_slots = 2\nprestart_blender = false\n"
+        '[terms]\nschedule = ["mon-fri 18:00-08:00"]\nblocked_jobs = ["j1"]\n'
         "[limits]\ncache_size_gb = 0.5\nmemory_limit_gb = 3\n[sandbox]\nallow_unsandboxed = true\n"
     )
     config = build_config(
         read_config_file(path), {"name": "from-flag", "payout_address": PAYOUT, "threads": None}
     )
     assert (config.name, config.payout_address, config.cpu_slots) == ("from-flag", PAYOUT, 2)
+    assert not config.prestart_blender
     assert config.schedule == ("mon-fri 18:00-08:00",)
     assert config.cache_limit_bytes == GIB // 2 and config.memory_limit_bytes == 3 * GIB
     assert config.allow_unsandboxed and config.blocked_jobs == ("j1",)
@@ -178,6 +180,9 @@ def test_blocklist_matches_jobs_and_artists_in_any_case():
 
 
 class _NoBlender:
+    def prestart(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
