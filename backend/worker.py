@@ -1,8 +1,9 @@
 """The RQ worker class the farm runs (``rq worker --worker-class backend.worker.WarmWorker``).
 
 A SimpleWorker (jobs run in the worker process, no fork per job) that builds the app,
-imports the task modules and, if it serves the escrow queue, connects the escrow chain
-before it takes its first job (only escrow workers hold the operator key).
+imports the task modules, if it serves the analysis queue loads the next analysis's
+Blender, and if it serves the escrow queue connects the escrow chain, before it takes
+its first job (only escrow workers hold the operator key).
 Without this, the first job of each worker paid for all of that: about 1.2 s to build the
 app, and a keystore decryption for the first lock, on the path of every new job's start.
 """
@@ -20,5 +21,9 @@ from backend.queues import queue_name
 class WarmWorker(SimpleWorker):
     def work(self, *args: Any, **kwargs: Any) -> bool:
         escrow = queue_name(defaults.ESCROW_QUEUE, prefix="")
-        tasks.warm_up(connect_chain=any(queue.name.endswith(escrow) for queue in self.queues))
+        analysis = queue_name(defaults.ANALYSIS_QUEUE, prefix="")
+        tasks.warm_up(
+            connect_chain=any(queue.name.endswith(escrow) for queue in self.queues),
+            analysis=any(queue.name.endswith(analysis) for queue in self.queues),
+        )
         return super().work(*args, **kwargs)

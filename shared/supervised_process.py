@@ -2,12 +2,15 @@
 TERM then KILL, every output line handed to a callback.
 
 Used for every Blender child (scene analysis in the backend, renders on nodes),
-so neither side blocks on a hung or crashed Blender.
+so neither side blocks on a hung or crashed Blender. A child may also be started
+ahead of need and handed its arguments later (``start_waiting``, ``run_started``):
+loading Blender then happens before the work arrives.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -45,9 +48,6 @@ def run_supervised(
     cwd: str | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion or until a limit or ``cancel`` stops it."""
-    started = time.monotonic()
-    tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
-    last_output = [started]
     process = subprocess.Popen(
         list(argv),
         stdout=subprocess.PIPE,
@@ -60,6 +60,56 @@ def run_supervised(
         errors="replace",
         bufsize=1,
     )
+    return _supervise(process, on_line, max_time_s, no_output_timeout_s, cancel)
+
+
+def start_waiting(argv: Sequence[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start a child ahead of need: it loads what it needs (Blender), then waits for its
+    arguments, one JSON list on stdin, sent by ``run_started``. It exits if stdin closes
+    first (its parent exited)."""
+    return subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+
+
+def run_started(
+    process: subprocess.Popen[str],
+    arguments: Sequence[str],
+    *,
+    on_line: Callable[[str], None] | None = None,
+    max_time_s: float = 3600.0,
+    no_output_timeout_s: float | None = None,
+    cancel: threading.Event | None = None,
+) -> ProcessResult:
+    """Hand a child from ``start_waiting`` its arguments and supervise it as ``run_supervised``
+    would (the limits count from now)."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps(list(arguments)) + "\n")
+        process.stdin.close()
+    except BrokenPipeError:  # it died while waiting: supervised to its exit code all the same
+        pass
+    return _supervise(process, on_line, max_time_s, no_output_timeout_s, cancel)
+
+
+def _supervise(
+    process: subprocess.Popen[str],
+    on_line: Callable[[str], None] | None,
+    max_time_s: float,
+    no_output_timeout_s: float | None,
+    cancel: threading.Event | None,
+) -> ProcessResult:
+    started = time.monotonic()
+    tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+    last_output = [started]
 
     def pump() -> None:
         assert process.stdout is not None

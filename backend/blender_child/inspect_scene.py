@@ -5,6 +5,8 @@ It also renders the middle frame small and with few samples, timed, so the job
 can be priced from a measurement (the probe image lands beside RESULT.json).
 
 Usage: python inspect_scene.py SCENE.blend RESULT.json
+   or: python inspect_scene.py --wait  (loads Blender, then reads ["SCENE.blend",
+       "RESULT.json"] as one JSON line on stdin: a worker keeps one ready)
 """
 
 from __future__ import annotations
@@ -135,7 +137,13 @@ def inspect(scene_path: str, probe_path: str) -> dict[str, object]:
 
 
 def main() -> int:
-    scene_path, result_path = sys.argv[-2], sys.argv[-1]
+    if sys.argv[-1] == "--wait":
+        arguments = sys.stdin.readline()
+        if not arguments:  # the worker exited before it needed this child
+            return 0
+        scene_path, result_path = json.loads(arguments)
+    else:
+        scene_path, result_path = sys.argv[-2], sys.argv[-1]
     probe_path = os.path.join(os.path.dirname(os.path.abspath(result_path)), "probe.png")
     try:
         result = {"ok": True, "scene": inspect(scene_path, probe_path)}

@@ -10,6 +10,7 @@ import pytest
 
 from backend.extensions import db
 from backend.models import Job, SceneFile
+from backend.services import scene_analysis
 from tests.backend.helpers import SCENES, upload
 
 pytestmark = pytest.mark.integration
@@ -46,6 +47,29 @@ def test_analysis_reads_the_scene_with_blender(client, run_workers, scene_files)
     assert analysis["output_format"] == "PNG"
     assert analysis["missing_files"] == []
     assert analysis["crops_render_exactly"] is True  # no denoiser, no compositor: spot-checkable
+
+
+def test_an_analysis_worker_reads_each_scene_in_a_blender_loaded_ahead(app, client, run_workers, scene_files):
+    try:
+        with app.app_context():
+            scene_analysis.keep_blender_ready()
+        loaded = scene_analysis._ready
+        assert loaded is not None and loaded.poll() is None
+        sha256 = upload(client, scene_files["tiny"]).json["sha256"]
+        run_workers()
+        scene = client.get(f"{SCENES}/{sha256}").json
+        assert scene["state"] == "READY" and scene["analysis"]["frame_end"] == 4
+        assert "probe" in scene["analysis"]
+        assert loaded.poll() == 0  # it read this scene and exited...
+        assert (
+            scene_analysis._ready is not loaded and scene_analysis._ready.poll() is None
+        )  # ...the next waits
+    finally:
+        scene_analysis._keep_ready = False
+        if scene_analysis._ready is not None:
+            scene_analysis._ready.kill()
+            scene_analysis._ready.wait()
+            scene_analysis._ready = None
 
 
 def test_analysis_reports_missing_textures(client, run_workers, scene_files):

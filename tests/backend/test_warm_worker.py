@@ -1,5 +1,6 @@
-"""The farm's RQ worker builds its app and connects the escrow chain before its first
-job, so a new job's first lock or scene analysis does not wait for that."""
+"""The farm's RQ worker builds its app, connects the escrow chain (escrow workers) and
+loads Blender for the next analysis (analysis workers) before its first job, so a new
+job's first lock or scene analysis does not wait for that."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import json, sys
 from redis import Redis
 from rq import Queue
 from backend import tasks
+from backend.services import scene_analysis
 from backend.worker import WarmWorker
 
 queue = Queue(sys.argv[1], connection=Redis.from_url(sys.argv[2]))
@@ -27,6 +29,7 @@ app = tasks._worker_app
 print(json.dumps({
     "app_built": app is not None,
     "chain_connected": app is not None and "ronrender_escrow_chain" in app.extensions,
+    "analysis_blender_ready": scene_analysis._ready is not None and scene_analysis._ready.poll() is None,
 }))
 """
 
@@ -58,15 +61,23 @@ def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_is_ready_before_its_first_job(app):
-    assert _burst_worker(app) == {"app_built": True, "chain_connected": True}
+    assert _burst_worker(app) == {"app_built": True, "chain_connected": True, "analysis_blender_ready": False}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_analysis_worker_has_blender_loaded_before_its_first_scene(app):
+    ready = {"app_built": True, "chain_connected": False, "analysis_blender_ready": True}
+    assert _burst_worker(app, "analysis") == ready
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_only_escrow_workers_hold_the_chain_and_its_key(app):
-    assert _burst_worker(app, "verification") == {"app_built": True, "chain_connected": False}
+    verifier = {"app_built": True, "chain_connected": False, "analysis_blender_ready": False}
+    assert _burst_worker(app, "verification") == verifier
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_without_its_chain_still_starts(app):
     """The chain may come up later: the first escrow job connects, and retries, itself."""
-    assert _burst_worker(app, RONRENDER_ESCROW_ADDRESS="") == {"app_built": True, "chain_connected": False}
+    no_chain = {"app_built": True, "chain_connected": False, "analysis_blender_ready": False}
+    assert _burst_worker(app, RONRENDER_ESCROW_ADDRESS="") == no_chain

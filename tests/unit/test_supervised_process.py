@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from shared import supervised_process
-from shared.supervised_process import LOG_TAIL_LINES, ProcessResult, run_supervised
+from shared.supervised_process import (
+    LOG_TAIL_LINES,
+    ProcessResult,
+    run_started,
+    run_supervised,
+    start_waiting,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -268,3 +274,36 @@ def test_output_pipe_is_closed():
 
     leaks = [str(warning.message) for warning in caught if issubclass(warning.category, ResourceWarning)]
     assert leaks == []
+
+
+WAITING_CHILD = """
+import json, sys, time
+time.sleep(0.2)  # loading what it needs
+arguments = sys.stdin.readline()
+if not arguments:
+    sys.exit(3)
+print("got", *json.loads(arguments))
+"""
+
+
+def test_a_child_started_ahead_runs_with_the_arguments_handed_later():
+    child = start_waiting([sys.executable, "-c", WAITING_CHILD])
+    time.sleep(0.5)
+    assert child.poll() is None  # loaded, waiting
+    result = run_started(child, ["scene.blend", "result.json"], max_time_s=10)
+    assert result.succeeded and result.log_tail == "got scene.blend result.json"
+
+
+def test_a_child_started_ahead_exits_when_its_parent_never_needs_it():
+    child = start_waiting([sys.executable, "-c", WAITING_CHILD])
+    assert child.stdin is not None
+    child.stdin.close()  # what the parent's exit does to the pipe
+    assert child.wait(timeout=10) == 3
+    child.stdout.close()
+
+
+def test_limits_of_a_child_started_ahead_count_from_its_arguments():
+    child = start_waiting([sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(60)"])
+    time.sleep(0.5)
+    result = run_started(child, [], max_time_s=0.5)
+    assert result.stopped_because == "max_time" and result.wall_s < 30
