@@ -7,11 +7,13 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tqdm.utils import CallbackIOWrapper
 
+from artist_cli.sessions import SessionStore
 from shared import protocol
 from shared.api_client import ApiClient, ApiError, SigningWallet
 from shared.states import SETTLED_JOB_STATES, SceneState
@@ -28,10 +30,26 @@ class ArtistClient:
     def has_credentials(self) -> bool:
         return self.api.signed_in or self.api.wallet is not None
 
-    def sign_in_with(self, wallet: SigningWallet) -> None:
-        """Sign in with the wallet (unless an API token was given): challenge, signature, session."""
-        if not self.api.signed_in:
-            self.api.wallet = wallet
+    def sign_in_with(
+        self, wallet: SigningWallet, sessions: SessionStore | None = None, address: str | None = None
+    ) -> None:
+        """Sign in with the wallet (unless an API token was given): challenge, signature,
+        session. With ``sessions``, a session kept for ``address`` is used first, and each
+        new one is kept."""
+        if self.api.signed_in:
+            return
+        self.api.wallet = wallet
+        if sessions is None:
+            return
+        base_url = self.api.base_url
+        kept = sessions.get(base_url, address) if address else None
+        if kept is not None:
+            self.api.resume_session(*kept)
+
+        def keep(token: str, expires_at: datetime) -> None:
+            sessions.put(base_url, wallet.address, token, expires_at)
+
+        self.api.on_signed_in = keep
 
     def create_api_token(self, name: str, expires_in_days: int | None) -> dict[str, Any]:
         body = {"name": name, "expires_in_days": expires_in_days}

@@ -14,7 +14,16 @@ import click
 from tqdm import tqdm
 
 from artist_cli.artist_client import ArtistClient
-from artist_cli.wallet import KEYSTORE_ENV, PASSWORD_ENV, TOKEN_ENV, EscrowWallet, Wallet
+from artist_cli.sessions import SessionStore
+from artist_cli.wallet import (
+    KEYSTORE_ENV,
+    PASSWORD_ENV,
+    TOKEN_ENV,
+    EscrowWallet,
+    KeystoreError,
+    OpeningWallet,
+    Wallet,
+)
 from shared.api_client import ApiError
 from shared.protocol import BACKEND_URL_ENV, DEFAULT_BACKEND_URL
 from shared.states import JobState, OutputFormat, RenderEngine, SceneState
@@ -38,16 +47,14 @@ def parse_ron(value: str) -> int:
     return int(amount)
 
 
-def open_wallet(keystore: Path | None) -> Wallet:
+def open_wallet(keystore: Path | None) -> OpeningWallet:
+    """Ask for the password, then open the keystore in the background."""
     if keystore is None:
         raise click.ClickException(
             f"no wallet: pass --keystore or set ${KEYSTORE_ENV} (ronrender wallet new)"
         )
     password = os.environ.get(PASSWORD_ENV) or click.prompt("keystore password", hide_input=True, err=True)
-    try:
-        return Wallet.open(keystore, password)
-    except ValueError as error:
-        raise click.ClickException(f"cannot open {keystore}: {error}") from error
+    return OpeningWallet(keystore, password)
 
 
 def file_sha256(path: Path) -> str:
@@ -55,10 +62,11 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def signed_in_wallet(client: ArtistClient, keystore: Path | None) -> Wallet:
-    """Open the wallet; the client signs in with it (unless it already has an API token)."""
+def signed_in_wallet(client: ArtistClient, keystore: Path | None) -> OpeningWallet:
+    """Open the wallet; the client signs in with it (unless it has an API token, or a
+    session kept from an earlier command for this backend and address)."""
     wallet = open_wallet(keystore)
-    client.sign_in_with(wallet)
+    client.sign_in_with(wallet, SessionStore(), address=wallet.stated_address)
     return wallet
 
 
@@ -70,7 +78,7 @@ def require_sign_in(client: ArtistClient, keystore: Path | None) -> None:
 
 def escrow_wallet(client: ArtistClient, keystore: Path | None) -> EscrowWallet:
     """The artist's wallet, connected to the escrow the backend names."""
-    return EscrowWallet(open_wallet(keystore), client.escrow_info())
+    return EscrowWallet(open_wallet(keystore).opened(), client.escrow_info())
 
 
 keystore_option = click.option(
@@ -97,6 +105,8 @@ class ApiErrorsAsClickErrors(click.Group):
             return super().invoke(ctx)
         except ApiError as error:
             raise click.ClickException(f"{error.message} [{error.reason}]") from error
+        except KeystoreError as error:
+            raise click.ClickException(str(error)) from error
         except OSError as error:
             raise click.ClickException(f"cannot reach the backend or file: {error}") from error
 
@@ -160,6 +170,7 @@ def submit(
     analysed = client.wait_for_scene(uploaded["sha256"])
     if analysed["state"] == SceneState.INVALID:
         raise click.ClickException(analysed["error"] or "the scene file is not usable")
+    wallet.opened()  # no job for a keystore that does not open
     job = client.create_job(
         {
             "scene_sha256": uploaded["sha256"],
@@ -189,7 +200,7 @@ def submit(
     _report(job, as_json)
 
 
-def accept(client: ArtistClient, job: dict[str, Any], wallet: Wallet) -> dict[str, Any]:
+def accept(client: ArtistClient, job: dict[str, Any], wallet: OpeningWallet) -> dict[str, Any]:
     """Sign the acceptance of exactly this estimate with the wallet, and send it."""
     message = client.acceptance_message(job["id"], wallet.address)
     if int(message["message"]["totalWei"]) != int(job["estimate_wei"]) or not message["message"][
@@ -324,6 +335,25 @@ def verify(image: Path, width: int | None, height: int | None, image_format: str
     } | verdict.to_json()
     click.echo(json.dumps(report, indent=2))
     sys.exit(0 if verdict.accepted else 1)
+
+
+@main.command("sign-in")
+@keystore_option
+@click.pass_obj
+def sign_in(client: ArtistClient, keystore: Path | None) -> None:
+    """Sign in with your wallet; later commands reuse the session for an hour."""
+    wallet = open_wallet(keystore)
+    client.sign_in_with(wallet, SessionStore())
+    client.api.sign_in()
+    click.echo(f"signed in to {client.api.base_url} as {wallet.address}")
+
+
+@main.command("sign-out")
+@click.pass_obj
+def sign_out(client: ArtistClient) -> None:
+    """Forget the sessions kept for this backend (the next command signs in again)."""
+    forgotten = SessionStore().forget(client.api.base_url)
+    click.echo(f"forgot {forgotten} session(s) for {client.api.base_url}")
 
 
 @main.group()

@@ -1,24 +1,34 @@
 """The artist's wallet, on the artist's machine: an encrypted keystore that signs
 job acceptances and sends deposits, caps and withdrawals to the escrow contract.
-The key never leaves this process."""
+The key never leaves this process.
+
+Opening a keystore takes over a second (importing eth-account, then scrypt), so the
+CLI opens it in the background (``OpeningWallet``) while it hashes, uploads and waits
+for the scene's analysis; each use of the key waits for it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
-
-from eth_account import Account
-from eth_account.messages import encode_defunct, encode_typed_data
 
 KEYSTORE_ENV = "RONRENDER_KEYSTORE"
 PASSWORD_ENV = "RONRENDER_KEYSTORE_PASSWORD"
 TOKEN_ENV = "RONRENDER_TOKEN"
 
 
+class KeystoreError(Exception):
+    """The keystore does not open (wrong password, or not a keystore)."""
+
+
 class Wallet:
     def __init__(self, key: bytes) -> None:
+        from eth_account import Account
+
         self.account = Account.from_key(key)
 
     @property
@@ -27,6 +37,8 @@ class Wallet:
 
     @classmethod
     def create(cls, keystore: Path, password: str) -> Wallet:
+        from eth_account import Account
+
         account = Account.create()
         keystore.parent.mkdir(parents=True, exist_ok=True)
         keystore.write_text(json.dumps(Account.encrypt(account.key, password)))
@@ -35,6 +47,8 @@ class Wallet:
 
     @classmethod
     def import_key(cls, keystore: Path, password: str, private_key: str) -> Wallet:
+        from eth_account import Account
+
         keystore.parent.mkdir(parents=True, exist_ok=True)
         keystore.write_text(json.dumps(Account.encrypt(private_key, password)))
         os.chmod(keystore, 0o600)
@@ -42,16 +56,60 @@ class Wallet:
 
     @classmethod
     def open(cls, keystore: Path, password: str) -> Wallet:
+        from eth_account import Account
+
         return cls(Account.decrypt(json.loads(keystore.read_text()), password))
 
     def sign_message(self, text: str) -> str:
         """EIP-191 text signature: how the CLI signs in to the backend."""
+        from eth_account.messages import encode_defunct
+
         signed = self.account.sign_message(encode_defunct(text=text))
         return "0x" + signed.signature.hex().removeprefix("0x")
 
     def sign_typed_data(self, typed_data: dict[str, Any]) -> str:
+        from eth_account.messages import encode_typed_data
+
         signed = self.account.sign_message(encode_typed_data(full_message=typed_data))
         return "0x" + signed.signature.hex().removeprefix("0x")
+
+
+class OpeningWallet:
+    """A keystore being opened on a background thread. Its address as the keystore
+    states it is known at once (to find a kept session); the key, on first use."""
+
+    def __init__(self, keystore: Path, password: str) -> None:
+        self.keystore = keystore
+        try:
+            stated = json.loads(keystore.read_text()).get("address")
+        except (OSError, ValueError, AttributeError):
+            stated = None  # opening it says what is wrong
+        self.stated_address = f"0x{stated.lower().removeprefix('0x')}" if isinstance(stated, str) else None
+        self._opened: Future[Wallet] = Future()
+        threading.Thread(target=self._open, args=(password,), name="open-keystore", daemon=True).start()
+
+    def _open(self, password: str) -> None:
+        try:
+            self._opened.set_result(Wallet.open(self.keystore, password))
+        except Exception as error:  # handed to whoever needs the key
+            self._opened.set_exception(error)
+
+    def opened(self) -> Wallet:
+        """The wallet, once the keystore is open; KeystoreError if it does not open."""
+        try:
+            return self._opened.result()
+        except (OSError, ValueError, KeyError) as error:
+            raise KeystoreError(f"cannot open {self.keystore}: {error}") from error
+
+    @property
+    def address(self) -> str:
+        return self.opened().address
+
+    def sign_message(self, text: str) -> str:
+        return self.opened().sign_message(text)
+
+    def sign_typed_data(self, typed_data: dict[str, Any]) -> str:
+        return self.opened().sign_typed_data(typed_data)
 
 
 class EscrowWallet:

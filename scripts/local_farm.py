@@ -90,6 +90,8 @@ class LocalFarm:
         # Scripts and tests read every job and node through the admin role.
         self.admin_token = secrets.token_urlsafe(32)
         self.env["RONRENDER_ADMIN_TOKEN"] = self.admin_token
+        # The artist CLI keeps its sessions with this farm, not in the user's own file.
+        self.env["RONRENDER_SESSIONS_FILE"] = str(self.data_dir / "artist-sessions.json")
 
     def __enter__(self) -> LocalFarm:
         try:

@@ -9,6 +9,7 @@ the artist CLI) for a short-lived session token, renewed before it expires.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -68,6 +69,8 @@ class ApiClient:
         self.timeout_s = timeout_s
         self.session = requests.Session()
         self.wallet = wallet
+        # Told of each new session token and its end (the artist CLI keeps them between runs).
+        self.on_signed_in: Callable[[str, datetime], None] | None = None
         self._token_renew_at = float("inf")
         if token:
             self._use_token(token)
@@ -85,8 +88,15 @@ class ApiClient:
         issued = self._send(
             "POST", auth_login_path(), json={"message": challenge["message"], "signature": signature}
         ).json()
-        lifetime_s = datetime.fromisoformat(issued["expires_at"]).timestamp() - time.time()
-        self._use_token(issued["token"], renew_at=time.monotonic() + lifetime_s - RENEW_BEFORE_EXPIRY_S)
+        expires_at = datetime.fromisoformat(issued["expires_at"])
+        self.resume_session(issued["token"], expires_at)
+        if self.on_signed_in is not None:
+            self.on_signed_in(issued["token"], expires_at)
+
+    def resume_session(self, token: str, expires_at: datetime) -> None:
+        """Use a session token from an earlier sign-in until shortly before it ends."""
+        lifetime_s = expires_at.timestamp() - time.time()
+        self._use_token(token, renew_at=time.monotonic() + lifetime_s - RENEW_BEFORE_EXPIRY_S)
 
     def _use_token(self, token: str, renew_at: float = float("inf")) -> None:
         self.session.headers["Authorization"] = f"Bearer {token}"

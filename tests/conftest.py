@@ -25,6 +25,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from local_chain import LocalChain  # noqa: E402
 from seaweedfs import SeaweedS3  # noqa: E402
 
+# CLI commands run by tests keep their sessions apart from the user's own file.
+os.environ.setdefault("RONRENDER_SESSIONS_FILE", f"/tmp/ronrender-test-sessions-{os.getpid()}.json")
+
 REDIS_URL = os.environ.get("RONRENDER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get("RONRENDER_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
 DATABASES = ["sqlite", "postgresql"]

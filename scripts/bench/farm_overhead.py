@@ -10,7 +10,9 @@
     (every frame verified). It includes the upload, scene analysis (a Blender
     probe render), the estimate, the signed acceptance and the lock on chain.
     The farm's start (before the submit) is not counted: the submit comes once
-    the node is online and idle, as on a farm that was already running.
+    the node is online and idle, as on a farm that was already running, from an
+    artist who has signed in before (``ronrender sign-in``; the CLI still opens the
+    keystore, in the background, to sign the acceptance).
 
 Blender always runs in a child process; this module never imports ``bpy``.
 """
@@ -69,6 +71,14 @@ def through_farm(scene: Path, data_dir: Path) -> tuple[float, float]:
     try:  # not `with`: a farm whose start fails must still stop what it started
         farm.start()
         farm.wait_for_nodes()  # a running farm: its node idles, Blender loaded
+        # An artist who signed in before (the add-on's wallet stays connected); the submit
+        # still opens the keystore to sign the acceptance.
+        subprocess.run(
+            [str(VENV_BIN / "ronrender"), "--url", farm.url, "sign-in"],
+            env=farm.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         time.sleep(NODE_SETTLE_S)
         submitted_at = time.time()
         started = time.perf_counter()

@@ -1,0 +1,78 @@
+"""Session tokens the CLI keeps between runs, per backend and wallet address, so that a
+command signs in once an hour instead of decrypting the keystore every time (the way
+the add-on's connected wallet stays signed in).
+
+The file holds bearer tokens: it is written readable by its owner only, replaced
+atomically, and ``ronrender sign-out`` empties it for a backend. A token the backend
+no longer accepts (expired, revoked, another farm on the same address) makes the client
+sign in again with the wallet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+SESSIONS_FILE_ENV = "RONRENDER_SESSIONS_FILE"
+# A session this close to its end is not reused: a command may run for a while.
+MIN_REMAINING = timedelta(minutes=5)
+
+
+def default_sessions_file() -> Path:
+    configured = os.environ.get(SESSIONS_FILE_ENV)
+    if configured:
+        return Path(configured)
+    return Path(click.get_app_dir("ronrender")) / "sessions.json"
+
+
+class SessionStore:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_sessions_file()
+
+    def get(self, backend_url: str, address: str) -> tuple[str, datetime] | None:
+        """A kept session token for this backend and address, and when it ends."""
+        kept = self._read().get(_key(backend_url, address))
+        if kept is None:
+            return None
+        expires_at = datetime.fromisoformat(kept["expires_at"])
+        if expires_at - datetime.now(UTC) < MIN_REMAINING:
+            return None
+        return kept["token"], expires_at
+
+    def put(self, backend_url: str, address: str, token: str, expires_at: datetime) -> None:
+        sessions = self._read()
+        now = datetime.now(UTC)
+        sessions = {k: v for k, v in sessions.items() if datetime.fromisoformat(v["expires_at"]) > now}
+        sessions[_key(backend_url, address)] = {"token": token, "expires_at": expires_at.isoformat()}
+        self._write(sessions)
+
+    def forget(self, backend_url: str) -> int:
+        """Drop every session kept for this backend; how many there were."""
+        sessions = self._read()
+        prefix = _key(backend_url, "")
+        kept = {k: v for k, v in sessions.items() if not k.startswith(prefix)}
+        if len(kept) != len(sessions):
+            self._write(kept)
+        return len(sessions) - len(kept)
+
+    def _read(self) -> dict[str, dict[str, str]]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):  # none yet, or unreadable: sign in again
+            return {}
+
+    def _write(self, sessions: dict[str, dict[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".sessions-")  # mode 0600
+        with os.fdopen(handle, "w") as out:
+            json.dump(sessions, out)
+        os.replace(temporary, self.path)
+
+
+def _key(backend_url: str, address: str) -> str:
+    return f"{backend_url.rstrip('/')} {address.lower()}"
