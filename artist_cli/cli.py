@@ -76,6 +76,13 @@ def require_sign_in(client: ArtistClient, keystore: Path | None) -> None:
         signed_in_wallet(client, keystore)
 
 
+def require_key(client: ArtistClient, keystore: Path | None) -> None:
+    """As ``require_sign_in``, and the keystore must open even with a kept session: a
+    lasting token, or a cancelled job, takes the key, not only the session."""
+    if not client.has_credentials:
+        signed_in_wallet(client, keystore).opened()
+
+
 def escrow_wallet(client: ArtistClient, keystore: Path | None) -> EscrowWallet:
     """The artist's wallet, connected to the escrow the backend names."""
     return EscrowWallet(open_wallet(keystore).opened(), client.escrow_info())
@@ -259,7 +266,7 @@ def accept_command(client: ArtistClient, job_id: str, keystore: Path | None, no_
 @click.pass_obj
 def cancel(client: ArtistClient, job_id: str, keystore: Path | None) -> None:
     """Cancel JOB_ID; what was locked and not paid is refunded."""
-    require_sign_in(client, keystore)
+    require_key(client, keystore)
     job = client.cancel_job(job_id)
     click.echo(f"job {job['id']} {job['state']}")
 
@@ -342,6 +349,8 @@ def verify(image: Path, width: int | None, height: int | None, image_format: str
 @click.pass_obj
 def sign_in(client: ArtistClient, keystore: Path | None) -> None:
     """Sign in with your wallet; later commands reuse the session for an hour."""
+    if client.api.signed_in:
+        raise click.ClickException("an API token is given (--token or $RONRENDER_TOKEN): nothing to sign in")
     wallet = open_wallet(keystore)
     client.sign_in_with(wallet, SessionStore())
     client.api.sign_in()
@@ -368,7 +377,7 @@ def token() -> None:
 @click.pass_obj
 def token_create(client: ArtistClient, name: str, expires_in_days: int | None, keystore: Path | None) -> None:
     """Create a token named NAME; prints the secret once (paste it into the add-on's preferences)."""
-    require_sign_in(client, keystore)
+    require_key(client, keystore)
     issued = client.create_api_token(name, expires_in_days)
     click.echo(f"token {issued['id']} for {issued['address']} (shown once):", err=True)
     click.echo(issued["token"])

@@ -11,12 +11,15 @@ sign in again with the wallet.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+
+log = logging.getLogger(__name__)
 
 SESSIONS_FILE_ENV = "RONRENDER_SESSIONS_FILE"
 # A session this close to its end is not reused: a command may run for a while.
@@ -37,19 +40,23 @@ class SessionStore:
     def get(self, backend_url: str, address: str) -> tuple[str, datetime] | None:
         """A kept session token for this backend and address, and when it ends."""
         kept = self._read().get(_key(backend_url, address))
-        if kept is None:
-            return None
-        expires_at = datetime.fromisoformat(kept["expires_at"])
+        expires_at = _end_of(kept)
+        if not isinstance(kept, dict) or expires_at is None or not isinstance(kept.get("token"), str):
+            return None  # none, or not one this CLI wrote: sign in
+        token = kept["token"]
         if expires_at - datetime.now(UTC) < MIN_REMAINING:
             return None
-        return kept["token"], expires_at
+        return token, expires_at
 
     def put(self, backend_url: str, address: str, token: str, expires_at: datetime) -> None:
-        sessions = self._read()
+        """Keep a session; a file that cannot be written only costs the next command a sign-in."""
         now = datetime.now(UTC)
-        sessions = {k: v for k, v in sessions.items() if datetime.fromisoformat(v["expires_at"]) > now}
+        sessions = {k: v for k, v in self._read().items() if (_end_of(v) or now) > now}
         sessions[_key(backend_url, address)] = {"token": token, "expires_at": expires_at.isoformat()}
-        self._write(sessions)
+        try:
+            self._write(sessions)
+        except OSError as error:
+            log.warning("could not keep the session in %s: %s", self.path, error)
 
     def forget(self, backend_url: str) -> int:
         """Drop every session kept for this backend; how many there were."""
@@ -62,9 +69,10 @@ class SessionStore:
 
     def _read(self) -> dict[str, dict[str, str]]:
         try:
-            return json.loads(self.path.read_text())
+            sessions = json.loads(self.path.read_text())
         except (OSError, ValueError):  # none yet, or unreadable: sign in again
             return {}
+        return sessions if isinstance(sessions, dict) else {}
 
     def _write(self, sessions: dict[str, dict[str, str]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +80,17 @@ class SessionStore:
         with os.fdopen(handle, "w") as out:
             json.dump(sessions, out)
         os.replace(temporary, self.path)
+
+
+def _end_of(kept: object) -> datetime | None:
+    """When a kept session ends; None for an entry this CLI did not write."""
+    if not isinstance(kept, dict):
+        return None
+    try:
+        ends = datetime.fromisoformat(kept["expires_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return ends if ends.tzinfo is not None else ends.replace(tzinfo=UTC)
 
 
 def _key(backend_url: str, address: str) -> str:

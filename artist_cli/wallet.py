@@ -95,11 +95,18 @@ class OpeningWallet:
             self._opened.set_exception(error)
 
     def opened(self) -> Wallet:
-        """The wallet, once the keystore is open; KeystoreError if it does not open."""
+        """The wallet, once the keystore is open; KeystoreError if it does not open, or if
+        its key is not the address the keystore states (which chose the kept session)."""
         try:
-            return self._opened.result()
+            wallet = self._opened.result()
         except (OSError, ValueError, KeyError) as error:
             raise KeystoreError(f"cannot open {self.keystore}: {error}") from error
+        if self.stated_address is not None and wallet.address.lower() != self.stated_address:
+            raise KeystoreError(
+                f"cannot open {self.keystore}: its key is {wallet.address}, "
+                f"not {self.stated_address} as the file states"
+            )
+        return wallet
 
     @property
     def address(self) -> str:

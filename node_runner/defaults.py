@@ -6,6 +6,7 @@ from shared import protocol
 
 HEARTBEAT_INTERVAL_S = 15.0
 IDLE_POLL_INTERVAL_S = protocol.IDLE_POLL_INTERVAL_S
+UNREACHABLE_RETRY_S = 1.0  # at least, before a slot asks a backend that did not answer again
 BACKEND_RETRY_WINDOW_S = 600.0
 BACKEND_RETRY_MAX_WAIT_S = 15.0
 RENDER_NO_OUTPUT_TIMEOUT_S = 600.0

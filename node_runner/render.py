@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -40,10 +42,15 @@ from shared.protocol import FrameAssignment, RenderSettings
 from shared.render_progress import RenderProgress, parse_render_line
 from shared.supervised_process import LOG_TAIL_LINES, ProcessResult
 
+log = logging.getLogger(__name__)
+
 SERVER_SCRIPT = Path(__file__).resolve().parent / "blender_child" / "render_server.py"
 OUTPUT_EXTENSIONS = {"PNG": ".png", "OPEN_EXR": ".exr"}
 STARTUP_TIME_LIMIT_S = 300.0
 POLL_S = 0.05
+# An idle slot's child that holds a scene gives way to a spare after this long: the
+# next frame is more likely another job's by then.
+LOADED_IDLE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,8 @@ class BlenderSession:
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._on_progress: Callable[[RenderProgress], None] | None = None
         self._last_output = time.monotonic()
+        self._last_used = time.monotonic()
+        self._prestart_failed = False
 
     def render(
         self,
@@ -155,9 +164,7 @@ class BlenderSession:
             request: dict[str, Any] = {"frame": assignment.frame_number, "output_path": str(child_output)}
             if border is not None:
                 request["border"] = list(border)
-            assert self._process is not None and self._process.stdin is not None
-            self._process.stdin.write(json.dumps(request) + "\n")
-            self._process.stdin.flush()
+            self._send(json.dumps(request) + "\n")
             answer = self._next_answer(cancel, deadline)
         except (BlenderGone, BrokenPipeError) as gone:
             stopped = gone.stopped_because if isinstance(gone, BlenderGone) else None
@@ -165,26 +172,42 @@ class BlenderSession:
             self.close()
             exit_code = process.returncode if process is not None else None
             return RenderResult(None, self._result(exit_code, stopped, started), self._frame_log())
-        produced = answer.get("ok") and child_output.is_file() and child_output.stat().st_size > 0
+        produced = answer.get("ok") and _is_plain_file(child_output)
         if not answer.get("ok"):
             self._note(f"RonRender: {answer.get('error', 'render failed')}")
         if produced:
             output_dir.mkdir(parents=True, exist_ok=True)
             shutil.move(child_output, output_path)
+        self._last_used = time.monotonic()
         return RenderResult(
             output_path if produced else None, self._result(0, None, started), self._frame_log()
         )
 
     def prestart(self) -> None:
-        """Start a child now, while the slot is idle, unless one is up: the next job's
-        first frame then finds Blender loaded and only opens its scene."""
-        if self.prestart_enabled and not self._alive():
+        """Start a child now, while the slot is idle: the next job's first frame then finds
+        Blender loaded and only opens its scene. A child holding a scene is kept for that
+        job's next frames until it has been idle for LOADED_IDLE_S. A spare that died
+        unused is not replaced until a frame starts one that works (no restart loop)."""
+        if not self.prestart_enabled or self._prestart_failed:
+            return
+        if self._alive():
+            if self._key is None or time.monotonic() - self._last_used < LOADED_IDLE_S:
+                return
+        elif self._process is not None and self._key is None:  # a spare that died waiting
+            self._prestart_failed = True
+            log.warning("Blender exited before it had a job; it starts with the next frame instead")
             self.close()
-            self._spawn()
+            return
+        self.close()
+        self._spawn()
 
     def close(self) -> None:
-        """Stop the child (TERM, then KILL its whole process group)."""
+        """Stop the child (TERM, then KILL its whole process group) and drop its staged
+        scene (a hard link would keep an evicted scene's bytes on disk)."""
         process, self._process, self._key = self._process, None, None
+        if self.scene_dir.is_dir():
+            for staged in self.scene_dir.iterdir():
+                staged.unlink(missing_ok=True)
         if self._answers_fd >= 0:
             os.close(self._answers_fd)
             self._answers_fd = -1
@@ -224,19 +247,46 @@ class BlenderSession:
         if self._key is not None or not self._alive():  # holds another scene, or is gone
             self.close()
             self._spawn()
+        try:
+            staged = self._stage_scene(scene_path)
+        except OSError as error:  # the node's disk, not the scene: the frame fails, the node goes on
+            raise BlenderGone(f"the scene could not be staged for Blender: {error}") from error
         opening = {
-            "scene_path": str(self._stage_scene(scene_path)),
+            "scene_path": str(staged),
             "threads": self.threads,
             "device": self.device.to_json(),
             **_as_json(settings),
         }
-        assert self._process is not None and self._process.stdin is not None
-        self._process.stdin.write(json.dumps({"open": opening}) + "\n")
-        self._process.stdin.flush()
+        line = json.dumps({"open": opening}) + "\n"
+        try:
+            self._send(line)
+        except BrokenPipeError:  # the spare died while it waited: not this job's doing
+            self.close()
+            self._spawn()
+            self._send(line)
         self._key = key
         self._last_output = time.monotonic()  # a spare may have been quiet for long
         self._next_answer(cancel, min(deadline, time.monotonic() + STARTUP_TIME_LIMIT_S))
+        self._prestart_failed = False  # Blender starts here: spares may be tried again
         self._startup_log = self._log[: defaults.STARTUP_LOG_MAX_LINES]
+
+    def confined(self, argv: list[str]) -> list[str]:
+        """``argv`` as the child runs: in the sandbox (writing only its work directory,
+        reading the scene directory), under the resource limits."""
+        if self.sandbox is not None:
+            argv = self.sandbox.wrap(
+                argv,
+                writable=self.work_dir,
+                needed=[self.scene_dir, SERVER_SCRIPT],
+                python=self.blender_python,
+                gpu=self.device.backend != "CPU",
+            )
+        return self.limits.wrap(argv)
+
+    def _send(self, line: str) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        self._process.stdin.write(line)
+        self._process.stdin.flush()
 
     def _stage_scene(self, scene_path: Path) -> Path:
         """The scene hard-linked (copied across filesystems) into the session's scene
@@ -248,7 +298,11 @@ class BlenderSession:
         try:
             os.link(scene_path, staged)
         except OSError:
-            shutil.copyfile(scene_path, staged)
+            try:
+                shutil.copyfile(scene_path, staged)
+            except OSError:
+                staged.unlink(missing_ok=True)
+                raise
         return staged
 
     def _spawn(self) -> None:
@@ -259,17 +313,9 @@ class BlenderSession:
         # Line-buffer Blender's C stdio too, so progress arrives while it renders.
         line_buffered = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
         argv = [*line_buffered, self.blender_python, str(SERVER_SCRIPT), str(write_fd)]
-        if self.sandbox is not None:
-            argv = self.sandbox.wrap(
-                argv,
-                writable=self.work_dir,
-                needed=[self.scene_dir, SERVER_SCRIPT],
-                python=self.blender_python,
-                gpu=self.device.backend != "CPU",
-            )
         self._log = []
         self._process = subprocess.Popen(
-            self.limits.wrap(argv),
+            self.confined(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -336,6 +382,16 @@ class BlenderSession:
             log_tail="\n".join(self._tail),
             wall_s=time.monotonic() - started,
         )
+
+
+def _is_plain_file(path: Path) -> bool:
+    """A non-empty regular file, not a link: the child could point a link at a file the
+    sandbox hides from it (the node's wallet), and the node would upload that file."""
+    try:
+        status = path.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(status.st_mode) and status.st_size > 0
 
 
 def _as_json(settings: RenderSettings) -> dict[str, Any]:

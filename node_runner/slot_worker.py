@@ -111,8 +111,10 @@ class SlotWorker(threading.Thread):
                 if isinstance(asked, NoWork):
                     self._idle(asked)
                     continue
-                if asked is None:  # the backend could not be asked
-                    self.stop.wait(self.idle_poll_interval_s)
+                if asked is None:  # the backend could not be asked: not in step with other slots
+                    self.stop.wait(
+                        max(self.idle_poll_interval_s, defaults.UNREACHABLE_RETRY_S) * random.uniform(1, 2)
+                    )
                     continue
                 if self._blocked(asked):  # waits, so a blocked job is not claimed in a tight loop
                     self.stop.wait(self.idle_poll_interval_s)

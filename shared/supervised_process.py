@@ -63,7 +63,9 @@ def run_supervised(
     return _supervise(process, on_line, max_time_s, no_output_timeout_s, cancel)
 
 
-def start_waiting(argv: Sequence[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start_waiting(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None
+) -> subprocess.Popen[str]:
     """Start a child ahead of need: it loads what it needs (Blender), then waits for its
     arguments, one JSON list on stdin, sent by ``run_started``. It exits if stdin closes
     first (its parent exited)."""
@@ -73,6 +75,7 @@ def start_waiting(argv: Sequence[str], *, env: dict[str, str] | None = None) -> 
         stderr=subprocess.STDOUT,
         stdin=subprocess.PIPE,
         env=env,
+        cwd=cwd,
         start_new_session=True,
         text=True,
         errors="replace",
@@ -90,13 +93,17 @@ def run_started(
     cancel: threading.Event | None = None,
 ) -> ProcessResult:
     """Hand a child from ``start_waiting`` its arguments and supervise it as ``run_supervised``
-    would (the limits count from now)."""
+    would (the limits count from now). BrokenPipeError if it died while it waited: then
+    nothing of the work happened, and the caller may start another."""
     assert process.stdin is not None
     try:
         process.stdin.write(json.dumps(list(arguments)) + "\n")
         process.stdin.close()
-    except BrokenPipeError:  # it died while waiting: supervised to its exit code all the same
-        pass
+    except BrokenPipeError:
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        raise
     return _supervise(process, on_line, max_time_s, no_output_timeout_s, cancel)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,8 @@ from local_chain import LocalChain  # noqa: E402
 from seaweedfs import SeaweedS3  # noqa: E402
 
 # CLI commands run by tests keep their sessions apart from the user's own file.
-os.environ.setdefault("RONRENDER_SESSIONS_FILE", f"/tmp/ronrender-test-sessions-{os.getpid()}.json")
+_SESSIONS_DIR = Path(tempfile.mkdtemp(prefix="ronrender-test-sessions-"))
+os.environ.setdefault("RONRENDER_SESSIONS_FILE", str(_SESSIONS_DIR / "sessions.json"))
 
 REDIS_URL = os.environ.get("RONRENDER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get("RONRENDER_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")

@@ -312,17 +312,19 @@ _online_count_lock = threading.Lock()
 
 
 def idle_retry_after_s() -> int | None:
-    """How long an idle node should wait before asking again, when the farm is so large
-    that its idle nodes would otherwise flood the backend with empty claims (their total
-    rate is held near RONRENDER_IDLE_CLAIMS_PER_S); None for a small farm."""
-    counted = current_app.extensions.setdefault("ronrender_online_nodes", {"nodes": 0, "until": 0.0})
+    """How long an idle node's slot should wait before asking again, when the farm is so
+    large that its idle slots (each claims on its own) would otherwise flood the backend
+    with empty claims (their total rate is held near RONRENDER_IDLE_CLAIMS_PER_S); None
+    for a small farm."""
+    counted = current_app.extensions.setdefault("ronrender_online_slots", {"slots": 0, "until": 0.0})
     with _online_count_lock:
         now = time.monotonic()
         if now >= counted["until"]:  # counted at most once per few seconds per process
-            online = select(func.count()).select_from(Node).where(Node.state == NodeState.ONLINE)
-            counted.update(nodes=db.session.scalar(online) or 0, until=now + ONLINE_COUNT_TTL_S)
-        nodes = counted["nodes"]
-    wait_s = nodes / current_app.config["RONRENDER_IDLE_CLAIMS_PER_S"]
-    if wait_s <= IDLE_POLL_INTERVAL_S:  # the nodes' own pace stays within the budget
+            online = select(Node.slots).where(Node.state == NodeState.ONLINE)
+            slots = sum(max(1, len(node_slots or ())) for node_slots in db.session.scalars(online))
+            counted.update(slots=slots, until=now + ONLINE_COUNT_TTL_S)
+        slots = counted["slots"]
+    wait_s = slots / current_app.config["RONRENDER_IDLE_CLAIMS_PER_S"]
+    if wait_s <= IDLE_POLL_INTERVAL_S:  # the slots' own pace stays within the budget
         return None
     return min(math.ceil(wait_s), defaults.IDLE_RETRY_AFTER_MAX_S)  # Retry-After counts whole seconds

@@ -9,6 +9,8 @@ first loading Blender (about 0.4 s). Each scene still gets a fresh child.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,8 +28,9 @@ from shared.supervised_process import ProcessResult, run_started, run_supervised
 
 INSPECT_SCRIPT = Path(__file__).resolve().parent.parent / "blender_child" / "inspect_scene.py"
 
+log = logging.getLogger(__name__)
 
-_ready: subprocess.Popen[str] | None = None  # this process's next analysis child, Blender loaded
+_ready: tuple[subprocess.Popen[str], Path] | None = None  # the next analysis child, loaded; its directory
 _keep_ready = False
 
 
@@ -40,27 +43,55 @@ def keep_blender_ready() -> None:
 
 
 def _start_next() -> None:
+    """Load the next analysis child, unless one waits; failing that, analyses start their own."""
     global _ready
-    if _keep_ready and (_ready is None or _ready.poll() is not None):
-        _ready = start_waiting([blender_python(), str(INSPECT_SCRIPT), "--wait"])
+    if not _keep_ready or (_ready is not None and _ready[0].poll() is None):
+        return
+    _drop_ready()
+    work_dir = Path(tempfile.mkdtemp(prefix="ronrender-analysis-"))  # its cwd, as a new child's
+    try:
+        process = start_waiting([blender_python(), str(INSPECT_SCRIPT), "--wait"], cwd=str(work_dir))
+    except OSError as error:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        log.warning("could not load Blender ahead of the next analysis: %s", error)
+        return
+    _ready = (process, work_dir)
+
+
+def _drop_ready() -> None:
+    global _ready
+    if _ready is not None:
+        process, work_dir = _ready
+        _ready = None
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _inspect(scene_path: Path, result_path: Path, work_dir: str) -> ProcessResult:
     """Run the inspection in the child loaded ahead, or in a new one."""
     global _ready
     ready, _ready = _ready, None
-    if ready is not None and ready.poll() is None:
-        process = run_started(
-            ready, [str(scene_path), str(result_path)], max_time_s=defaults.ANALYSIS_TIME_LIMIT_S
-        )
-    else:
-        process = run_supervised(
-            [blender_python(), str(INSPECT_SCRIPT), str(scene_path), str(result_path)],
+    arguments = [str(scene_path), str(result_path)]
+    try:
+        if ready is not None:
+            try:
+                return run_started(ready[0], arguments, max_time_s=defaults.ANALYSIS_TIME_LIMIT_S)
+            except BrokenPipeError:  # it died while it waited: not this scene's doing
+                log.warning("the Blender loaded ahead had exited; analysing in a new one")
+        return run_supervised(
+            [blender_python(), str(INSPECT_SCRIPT), *arguments],
             max_time_s=defaults.ANALYSIS_TIME_LIMIT_S,
             cwd=work_dir,
         )
-    _start_next()
-    return process
+    finally:
+        if ready is not None:
+            shutil.rmtree(ready[1], ignore_errors=True)
+        _start_next()
 
 
 def blender_python() -> str:

@@ -38,6 +38,7 @@ RENDER_S_MIN, RENDER_S_MAX = 2.0, 20.0
 # As the real node: requests time out after shared.api_client's 30 s, and an upload
 # that fails for want of an answer is tried again with growing pauses.
 REQUEST_TIMEOUT_S = 30.0
+UNREACHABLE_RETRY_S = 1.0  # node_runner.defaults: a claim that got no answer waits 1-2 s
 UPLOAD_RETRY_WINDOW_S = 600.0
 UPLOAD_RETRY_MAX_WAIT_S = 15.0
 REGISTER_CONCURRENCY = 32
@@ -246,15 +247,20 @@ class SimNode:
                 assignment = handed
                 started_by_backend = assignment["kind"] == "FRAME" and assignment["job_id"] == uploaded_job
             else:
+                unanswered = False
                 try:
                     assignment = await self.claim()
                 except (aiohttp.ClientError, TimeoutError):
                     self.out.error("claim connection")
-                    assignment = None
+                    assignment, unanswered = None, True
                 if assignment is None:
-                    # As the node: its own idle interval, or the backend's longer one, spread.
+                    # As the node: its own idle interval, or the backend's longer one, spread;
+                    # a backend that did not answer is asked again after 1-2 s.
                     wait_s = self.config.idle_poll_s
-                    if self.retry_after_s > wait_s:
+                    if unanswered:
+                        unreachable_s = UNREACHABLE_RETRY_S * self.config.time_scale
+                        wait_s = max(wait_s, unreachable_s) * random.uniform(1, 2)
+                    elif self.retry_after_s > wait_s:
                         wait_s = self.retry_after_s * random.uniform(0.8, 1.2)
                     self.retry_after_s = 0.0
                     try:

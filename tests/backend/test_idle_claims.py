@@ -27,12 +27,19 @@ def test_a_farm_whose_nodes_would_poll_past_the_budget_is_told_to_wait_a_second(
     assert empty_claim(node_client, node_ids[0]) == "1"  # Retry-After counts whole seconds
 
 
+def test_each_slot_of_a_node_counts_against_the_budget(app, node_client):
+    app.config["RONRENDER_IDLE_CLAIMS_PER_S"] = 2  # 3 slots would claim 12 times a second
+    slots = [{"name": f"cpu{i}", "device_type": "CPU"} for i in range(3)]
+    node_id = register(node_client, slots=slots)
+    assert empty_claim(node_client, node_id) == "2"  # 3 slots / 2 per s, rounded up
+
+
 def test_a_large_idle_farm_is_told_to_wait_in_proportion(app, node_client):
     app.config["RONRENDER_IDLE_CLAIMS_PER_S"] = 2  # so 7 nodes are a "large" farm here
     node_ids = [register(node_client, name=f"node-{i}") for i in range(7)]
     assert empty_claim(node_client, node_ids[0]) == "4"  # 7 online / 2 per s, rounded up
 
     app.config["RONRENDER_IDLE_CLAIMS_PER_S"] = 1
-    app.extensions.pop("ronrender_online_nodes")  # the per-process count is kept a few seconds
+    app.extensions.pop("ronrender_online_slots")  # the per-process count is kept a few seconds
     node_ids += [register(node_client, name=f"node-{i}") for i in range(7, 40)]
     assert empty_claim(node_client, node_ids[-1]) == "30"  # capped

@@ -53,23 +53,25 @@ def test_an_analysis_worker_reads_each_scene_in_a_blender_loaded_ahead(app, clie
     try:
         with app.app_context():
             scene_analysis.keep_blender_ready()
-        loaded = scene_analysis._ready
-        assert loaded is not None and loaded.poll() is None
+        loaded = scene_analysis._ready[0]
+        assert loaded.poll() is None
         sha256 = upload(client, scene_files["tiny"]).json["sha256"]
         run_workers()
         scene = client.get(f"{SCENES}/{sha256}").json
         assert scene["state"] == "READY" and scene["analysis"]["frame_end"] == 4
         assert "probe" in scene["analysis"]
-        assert loaded.poll() == 0  # it read this scene and exited...
-        assert (
-            scene_analysis._ready is not loaded and scene_analysis._ready.poll() is None
-        )  # ...the next waits
+        assert loaded.poll() == 0  # it read this scene and exited; the next one waits
+        assert scene_analysis._ready[0] is not loaded and scene_analysis._ready[0].poll() is None
+
+        scene_analysis._ready[0].kill()  # the next one dies while it waits...
+        scene_analysis._ready[0].wait()
+        sha256 = upload(client, scene_files["missing_texture"]).json["sha256"]
+        run_workers()
+        assert client.get(f"{SCENES}/{sha256}").json["state"] == "READY"  # ...not the scene's fault
+        assert scene_analysis._ready[0].poll() is None
     finally:
         scene_analysis._keep_ready = False
-        if scene_analysis._ready is not None:
-            scene_analysis._ready.kill()
-            scene_analysis._ready.wait()
-            scene_analysis._ready = None
+        scene_analysis._drop_ready()
 
 
 def test_analysis_reports_missing_textures(client, run_workers, scene_files):

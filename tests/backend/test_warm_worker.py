@@ -29,7 +29,7 @@ app = tasks._worker_app
 print(json.dumps({
     "app_built": app is not None,
     "chain_connected": app is not None and "ronrender_escrow_chain" in app.extensions,
-    "analysis_blender_ready": scene_analysis._ready is not None and scene_analysis._ready.poll() is None,
+    "analysis_blender_ready": scene_analysis._ready is not None and scene_analysis._ready[0].poll() is None,
 }))
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from node_runner import defaults
-from node_runner.render import BlenderSession
+from node_runner.render import BlenderSession, _is_plain_file
 from shared.image_checks import ExpectedImage, check_render_output
 from shared.protocol import FrameAssignment, RenderSettings
 from tests.conftest import make_scene
@@ -123,3 +123,15 @@ def test_scene_scripts_never_run(session, tmp_path):
     result, _ = render(session, scene, assignment(1), tmp_path / "out")
     assert result.output_path is not None, result.process.log_tail
     assert not marker.exists()
+
+
+def test_only_a_plain_file_counts_as_the_childs_output(tmp_path):
+    """A link would make the node upload whatever it points at (a file the sandbox hides)."""
+    secret = tmp_path / "wallet.json"
+    secret.write_text("key")
+    link = tmp_path / "frame_00001.png"
+    link.symlink_to(secret)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert not _is_plain_file(link) and not _is_plain_file(empty) and not _is_plain_file(tmp_path / "none")
+    assert _is_plain_file(secret)

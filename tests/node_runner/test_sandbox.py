@@ -131,3 +131,22 @@ def _swallow(call) -> None:
         call()
     except Exception:
         pass
+
+
+def test_the_staged_scene_is_read_only_to_the_child(sandbox, scene_files, tmp_path):
+    session = BlenderSession(
+        sys.executable, threads=1, work_dir=tmp_path / "node" / "slots" / "cpu0", sandbox=sandbox
+    )
+    try:
+        result, _ = render(session, scene_files["tiny"], assignment(1), tmp_path / "out")
+        assert result.output_path is not None, result.log
+        (staged,) = session.scene_dir.iterdir()
+        original = staged.read_bytes()
+        for target in (staged, session.scene_dir / "swapped.blend", session.work_dir / "own.txt"):
+            script = f"echo changed > {target}"
+            subprocess.run(session.confined(["sh", "-c", script]), capture_output=True, timeout=60)
+        assert staged.read_bytes() == original and not (session.scene_dir / "swapped.blend").exists()
+        assert (session.work_dir / "own.txt").read_text() == "changed\n"  # the control: its own directory
+    finally:
+        session.close()
+    assert list(session.scene_dir.iterdir()) == []  # closing drops the staged link

@@ -303,7 +303,9 @@ def test_a_child_started_ahead_exits_when_its_parent_never_needs_it():
 
 
 def test_limits_of_a_child_started_ahead_count_from_its_arguments():
-    child = start_waiting([sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(60)"])
-    time.sleep(0.5)
-    result = run_started(child, [], max_time_s=0.5)
+    waited = start_waiting([sys.executable, "-c", WAITING_CHILD])
+    time.sleep(1.5)  # waiting longer than its limit is no overrun...
+    assert run_started(waited, ["a"], max_time_s=1.0).succeeded
+    hung = start_waiting([sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(60)"])
+    result = run_started(hung, [], max_time_s=0.5)  # ...working longer is
     assert result.stopped_because == "max_time" and result.wall_s < 30
