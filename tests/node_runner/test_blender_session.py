@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from node_runner import defaults
+from node_runner import render as render_module
 from node_runner.render import BlenderSession, _is_plain_file
 from shared.image_checks import ExpectedImage, check_render_output
 from shared.protocol import FrameAssignment, RenderSettings
@@ -77,6 +78,33 @@ def test_an_idle_slot_has_blender_loaded_before_its_job_comes(session, scene_fil
     assert session._process is spare
     render(session, scene_files["tiny"], assignment(2, scene="b" * 64), tmp_path / "b")
     assert session._process is not spare and spare.poll() is not None and session.starts == 2
+
+
+def test_a_spare_that_dies_unused_is_not_restarted_until_a_frame_needs_blender(
+    session, scene_files, tmp_path
+):
+    session.prestart()
+    os.killpg(session._process.pid, signal.SIGKILL)
+    session._process.wait()
+    session.prestart()  # no restart loop of a Blender that cannot stay up
+    session.prestart()
+    assert session._process is None and session.starts == 1
+    result, _ = render(session, scene_files["tiny"], assignment(1), tmp_path / "a")
+    assert result.output_path is not None and session.starts == 2  # a frame starts one; it works...
+    session.close()
+    session.prestart()  # ...so spares are tried again
+    assert session._process is not None and session.starts == 3
+
+
+def test_a_child_idle_with_an_old_scene_gives_way_to_a_spare(session, scene_files, tmp_path, monkeypatch):
+    render(session, scene_files["tiny"], assignment(1), tmp_path / "a")
+    loaded = session._process
+    session.prestart()
+    assert session._process is loaded  # recently used: kept for the job's next frame
+    monkeypatch.setattr(render_module, "LOADED_IDLE_S", 0.0)
+    session.prestart()
+    assert session._process is not loaded and loaded.poll() is not None and session._key is None
+    assert list(session.scene_dir.iterdir()) == []
 
 
 def test_a_slot_told_not_to_prestart_loads_blender_only_for_a_frame(tmp_path):
