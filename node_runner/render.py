@@ -199,7 +199,12 @@ class BlenderSession:
             self.close()
             return
         self.close()
-        self._spawn()
+        try:
+            self._spawn()
+        except OSError as error:  # the frame that comes starts its own (and says why if it cannot)
+            self._prestart_failed = True
+            self.close()
+            log.warning("could not start Blender ahead of work: %s", error)
 
     def close(self) -> None:
         """Stop the child (TERM, then KILL its whole process group) and drop its staged
@@ -314,20 +319,25 @@ class BlenderSession:
         line_buffered = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
         argv = [*line_buffered, self.blender_python, str(SERVER_SCRIPT), str(write_fd)]
         self._log = []
-        self._process = subprocess.Popen(
-            self.confined(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-            text=True,
-            errors="replace",
-            bufsize=1,
-            cwd=str(self.work_dir),
-            env=child_env(self.work_dir),
-        )
-        os.close(write_fd)
+        try:
+            self._process = subprocess.Popen(
+                self.confined(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                cwd=str(self.work_dir),
+                env=child_env(self.work_dir),
+            )
+        except OSError:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
         self._answers_fd, self._buffer = read_fd, b""
         self._key = None
         self.starts += 1

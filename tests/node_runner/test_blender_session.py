@@ -107,6 +107,16 @@ def test_a_child_idle_with_an_old_scene_gives_way_to_a_spare(session, scene_file
     assert list(session.scene_dir.iterdir()) == []
 
 
+def test_a_spare_that_cannot_start_leaves_the_slot_running(tmp_path):
+    broken = BlenderSession(str(tmp_path / "no-such-python"), threads=1, work_dir=tmp_path / "blender")
+    broken.prestart()
+    if broken._process is not None:  # started (stdbuf runs), then failed to run Blender
+        broken._process.wait(timeout=30)
+    for _ in range(3):
+        broken.prestart()  # logs once, then leaves it to the next frame (which says why)
+    assert broken._process is None and broken.starts <= 1
+
+
 def test_a_slot_told_not_to_prestart_loads_blender_only_for_a_frame(tmp_path):
     lazy = BlenderSession(sys.executable, threads=1, work_dir=tmp_path / "blender", prestart=False)
     lazy.prestart()
