@@ -48,18 +48,7 @@ def run_supervised(
     cwd: str | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion or until a limit or ``cancel`` stops it."""
-    process = subprocess.Popen(
-        list(argv),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-        text=True,
-        errors="replace",
-        bufsize=1,
-    )
+    process = _start(argv, subprocess.DEVNULL, env, cwd)
     return _supervise(process, on_line, max_time_s, no_output_timeout_s, cancel)
 
 
@@ -69,18 +58,7 @@ def start_waiting(
     """Start a child ahead of need: it loads what it needs (Blender), then waits for its
     arguments, one JSON list on stdin, sent by ``run_started``. It exits if stdin closes
     first (its parent exited)."""
-    return subprocess.Popen(
-        list(argv),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-        text=True,
-        errors="replace",
-        bufsize=1,
-    )
+    return _start(argv, subprocess.PIPE, env, cwd)
 
 
 def run_started(
@@ -105,6 +83,24 @@ def run_started(
             process.stdout.close()
         raise
     return _supervise(process, on_line, max_time_s, no_output_timeout_s, cancel)
+
+
+def _start(
+    argv: Sequence[str], stdin: int, env: dict[str, str] | None, cwd: str | None
+) -> subprocess.Popen[str]:
+    """The child in a process group of its own (stopped as a whole), its output one text stream."""
+    return subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=stdin,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
 
 
 def _supervise(

@@ -4,26 +4,13 @@ not decrypt the keystore to sign in; signing an acceptance still needs the key."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.system.test_farm_end_to_end import ronrender
+
 pytestmark = pytest.mark.system
-
-RONRENDER = str(Path(sys.executable).parent / "ronrender")
-
-
-def ronrender(farm, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RONRENDER, "--url", farm.url, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        env={**farm.env, **env},
-    )
 
 
 def kept_tokens(farm) -> dict[str, str]:

@@ -18,14 +18,15 @@ pytestmark = pytest.mark.system
 RONRENDER = str(Path(sys.executable).parent / "ronrender")
 
 
-def ronrender(farm, *args: str) -> subprocess.CompletedProcess[str]:
+def ronrender(farm, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The artist CLI against ``farm``, with ``env`` added to the farm's environment."""
     return subprocess.run(
         [RONRENDER, "--url", farm.url, *args],
         capture_output=True,
         text=True,
         timeout=300,
         stdin=subprocess.DEVNULL,
-        env=farm.env,
+        env={**farm.env, **env},
     )
 
 
