@@ -40,10 +40,10 @@ class SessionStore:
     def get(self, backend_url: str, address: str) -> tuple[str, datetime] | None:
         """A kept session token for this backend and address, and when it ends."""
         kept = self._read().get(_key(backend_url, address))
-        expires_at = _end_of(kept)
-        if not isinstance(kept, dict) or expires_at is None or not isinstance(kept.get("token"), str):
+        expires_at = _end_of(kept)  # None unless an entry this CLI wrote
+        token = kept.get("token") if isinstance(kept, dict) else None
+        if expires_at is None or not isinstance(token, str):
             return None  # none, or not one this CLI wrote: sign in
-        token = kept["token"]
         if expires_at - datetime.now(UTC) < MIN_REMAINING:
             return None
         return token, expires_at

@@ -20,10 +20,12 @@ from backend.queues import queue_name
 
 class WarmWorker(SimpleWorker):
     def work(self, *args: Any, **kwargs: Any) -> bool:
-        escrow = queue_name(defaults.ESCROW_QUEUE, prefix="")
-        analysis = queue_name(defaults.ANALYSIS_QUEUE, prefix="")
         tasks.warm_up(
-            connect_chain=any(queue.name.endswith(escrow) for queue in self.queues),
-            analysis=any(queue.name.endswith(analysis) for queue in self.queues),
+            connect_chain=self._serves(defaults.ESCROW_QUEUE), analysis=self._serves(defaults.ANALYSIS_QUEUE)
         )
         return super().work(*args, **kwargs)
+
+    def _serves(self, kind: str) -> bool:
+        """Whether one of this worker's queues is of that kind (whatever its prefix)."""
+        suffix = queue_name(kind, prefix="")
+        return any(queue.name.endswith(suffix) for queue in self.queues)

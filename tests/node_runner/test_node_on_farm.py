@@ -280,7 +280,7 @@ def test_two_nodes_spot_check_each_others_frames(start_farm, scene_files):
     every_frame = {"RONRENDER_SPOT_CHECK_RATE": "1.0", "RONRENDER_SPOT_CHECK_RATE_NEW_NODES": "1.0"}
     farm = start_farm(nodes=2, extra_env=every_frame)
     # A frame is checked only if another node is online when it is verified: both first.
-    wait_for(lambda: len(farm.admin_get("/api/v1/admin/nodes")["nodes"]) == 2, what="both nodes")
+    farm.wait_for_nodes()
     job_id = submit(farm, scene_files["tiny"])
     wait_for(
         lambda: job_state(farm, job_id)["state"] == "COMPLETED", timeout_s=240, what="the job to complete"
