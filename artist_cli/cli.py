@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import sys
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from artist_cli.wallet import (
     KeystoreError,
     OpeningWallet,
     Wallet,
+    stated_address,
 )
+from artist_cli.wallet_agent import AgentWallet, find_agent, running_agents, start_agent
 from shared.api_client import ApiError
 from shared.protocol import BACKEND_URL_ENV, DEFAULT_BACKEND_URL
 from shared.states import JobState, OutputFormat, RenderEngine, SceneState
@@ -47,12 +50,15 @@ def parse_ron(value: str) -> int:
     return int(amount)
 
 
-def open_wallet(keystore: Path | None) -> OpeningWallet:
-    """Ask for the password, then open the keystore in the background."""
+def open_wallet(keystore: Path | None, use_agent: bool = True) -> OpeningWallet | AgentWallet:
+    """The wallet agent holding this keystore's key (``ronrender wallet unlock``), if one
+    runs; else ask for the password and open the keystore in the background."""
     if keystore is None:
         raise click.ClickException(
             f"no wallet: pass --keystore or set ${KEYSTORE_ENV} (ronrender wallet new)"
         )
+    if use_agent and (agent := find_agent(stated_address(keystore))) is not None:
+        return agent
     password = os.environ.get(PASSWORD_ENV) or click.prompt("keystore password", hide_input=True, err=True)
     return OpeningWallet(keystore, password)
 
@@ -62,7 +68,7 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def signed_in_wallet(client: ArtistClient, keystore: Path | None) -> OpeningWallet:
+def signed_in_wallet(client: ArtistClient, keystore: Path | None) -> OpeningWallet | AgentWallet:
     """Open the wallet; the client signs in with it (unless it has an API token, or a
     session kept from an earlier command for this backend and address)."""
     wallet = open_wallet(keystore)
@@ -84,8 +90,9 @@ def require_key(client: ArtistClient, keystore: Path | None) -> None:
 
 
 def escrow_wallet(client: ArtistClient, keystore: Path | None) -> EscrowWallet:
-    """The artist's wallet, connected to the escrow the backend names."""
-    return EscrowWallet(open_wallet(keystore).opened(), client.escrow_info())
+    """The artist's wallet, connected to the escrow the backend names. Transactions take
+    the keystore itself: the wallet agent never signs one."""
+    return EscrowWallet(open_wallet(keystore, use_agent=False).opened(), client.escrow_info())
 
 
 keystore_option = click.option(
@@ -207,7 +214,7 @@ def submit(
     _report(job, as_json)
 
 
-def accept(client: ArtistClient, job: dict[str, Any], wallet: OpeningWallet) -> dict[str, Any]:
+def accept(client: ArtistClient, job: dict[str, Any], wallet: OpeningWallet | AgentWallet) -> dict[str, Any]:
     """Sign the acceptance of exactly this estimate with the wallet, and send it."""
     message = client.acceptance_message(job["id"], wallet.address)
     if int(message["message"]["totalWei"]) != int(job["estimate_wei"]) or not message["message"][
@@ -472,3 +479,30 @@ def wallet_withdraw(client: ArtistClient, amount_ron: str, keystore: Path | None
     amount = parse_ron(amount_ron)
     escrow = escrow_wallet(client, keystore)
     click.echo(f"withdrew {format_ron(amount)}: {escrow.withdraw(amount)}")
+
+
+@wallet.command("unlock")
+@click.option(
+    "--for",
+    "minutes",
+    type=click.IntRange(1, 24 * 60),
+    default=60,
+    show_default=True,
+    help="Minutes until the agent forgets the key.",
+)
+@keystore_option
+def wallet_unlock(minutes: int, keystore: Path | None) -> None:
+    """Keep the wallet open in a background agent: later commands sign sign-ins and job
+    acceptances without the password (never transactions). `ronrender wallet lock` ends it."""
+    opened = open_wallet(keystore, use_agent=False).opened()
+    until = start_agent(opened, timedelta(minutes=minutes))
+    click.echo(f"wallet {opened.address} unlocked until {until.astimezone():%H:%M} (ronrender wallet lock)")
+
+
+@wallet.command("lock")
+def wallet_lock() -> None:
+    """Stop every wallet agent of yours: commands ask for the keystore's password again."""
+    agents = running_agents()
+    for agent in agents:
+        agent.lock()
+    click.echo(f"locked {len(agents)} wallet(s)")

@@ -74,17 +74,22 @@ class Wallet:
         return "0x" + signed.signature.hex().removeprefix("0x")
 
 
+def stated_address(keystore: Path) -> str | None:
+    """The address a keystore names in the clear (lower case), read without its password."""
+    try:
+        stated = json.loads(keystore.read_text()).get("address")
+    except (OSError, ValueError, AttributeError):
+        return None  # opening it says what is wrong
+    return f"0x{stated.lower().removeprefix('0x')}" if isinstance(stated, str) else None
+
+
 class OpeningWallet:
     """A keystore being opened on a background thread. Its address as the keystore
     states it is known at once (to find a kept session); the key, on first use."""
 
     def __init__(self, keystore: Path, password: str) -> None:
         self.keystore = keystore
-        try:
-            stated = json.loads(keystore.read_text()).get("address")
-        except (OSError, ValueError, AttributeError):
-            stated = None  # opening it says what is wrong
-        self.stated_address = f"0x{stated.lower().removeprefix('0x')}" if isinstance(stated, str) else None
+        self.stated_address = stated_address(keystore)
         self._opened: Future[Wallet] = Future()
         threading.Thread(target=self._open, args=(password,), name="open-keystore", daemon=True).start()
 

@@ -23,6 +23,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError, Transaction
 from web3.logs import DISCARD
 
 from backend.errors import ChainRejected, ChainUnavailable
+from shared.protocol import ACCEPTANCE_DOMAIN_NAME, ACCEPTANCE_PRIMARY_TYPE
 
 ARTIFACT_PATH = Path(__file__).resolve().parent.parent / "contracts" / "build" / "RonRenderEscrow.json"
 RONIN_MAINNET_CHAIN_ID = 2020
@@ -77,16 +78,16 @@ def acceptance_typed_data(
                 {"name": "chainId", "type": "uint256"},
                 {"name": "verifyingContract", "type": "address"},
             ],
-            "AcceptJob": [
+            ACCEPTANCE_PRIMARY_TYPE: [
                 {"name": "jobId", "type": "bytes32"},
                 {"name": "artist", "type": "address"},
                 {"name": "totalWei", "type": "uint256"},
                 {"name": "frameCount", "type": "uint32"},
             ],
         },
-        "primaryType": "AcceptJob",
+        "primaryType": ACCEPTANCE_PRIMARY_TYPE,
         "domain": {
-            "name": "RonRender",
+            "name": ACCEPTANCE_DOMAIN_NAME,
             "version": "1",
             "chainId": chain_id,
             "verifyingContract": Web3.to_checksum_address(contract_address),

@@ -20,6 +20,13 @@ UPLOAD_CHUNK_BYTES = 1024 * 1024
 # longer (it does once a farm's idle nodes at this pace would exceed its budget).
 IDLE_POLL_INTERVAL_S = 0.25
 
+# What an artist's wallet signs: the backend's sign-in challenge (EIP-191 text in the
+# Sign-In with Ethereum format, whose first line ends with this) and a job's acceptance
+# (EIP-712 typed data of this primary type, in this domain).
+SIGN_IN_HEADLINE_END = " wants you to sign in with your Ethereum account:"
+ACCEPTANCE_DOMAIN_NAME = "RonRender"
+ACCEPTANCE_PRIMARY_TYPE = "AcceptJob"
+
 
 def auth_challenge_path() -> str:
     return f"{API_PREFIX}/auth/challenge"

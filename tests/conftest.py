@@ -29,6 +29,7 @@ from seaweedfs import SeaweedS3  # noqa: E402
 # CLI commands run by tests keep their sessions apart from the user's own file.
 _SESSIONS_DIR = Path(tempfile.mkdtemp(prefix="ronrender-test-sessions-"))
 os.environ.setdefault("RONRENDER_SESSIONS_FILE", str(_SESSIONS_DIR / "sessions.json"))
+os.environ.setdefault("RONRENDER_AGENT_DIR", str(_SESSIONS_DIR / "agents"))  # short: a socket path
 
 REDIS_URL = os.environ.get("RONRENDER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get("RONRENDER_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")

@@ -26,6 +26,7 @@ from backend.errors import Forbidden, LoginRefused, NotFound
 from backend.extensions import db
 from backend.models import ApiToken, utc_now
 from backend.queues import redis_connection
+from shared.protocol import SIGN_IN_HEADLINE_END
 from shared.states import TokenKind
 
 TOKEN_PREFIX = "rr_"
@@ -59,7 +60,7 @@ def issue_challenge(address: str) -> dict[str, str]:
     expires = issued + timedelta(seconds=CHALLENGE_TTL_S)
     host = request.host
     message = (
-        f"{host} wants you to sign in with your Ethereum account:\n{address}\n\n"
+        f"{host}{SIGN_IN_HEADLINE_END}\n{address}\n\n"
         "Sign in to RonRender.\n\n"
         f"URI: {request.host_url.rstrip('/')}\nVersion: 1\nNonce: {nonce}\n"
         f"Issued At: {issued.isoformat()}\nExpiration Time: {expires.isoformat()}"

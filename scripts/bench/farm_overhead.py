@@ -11,8 +11,11 @@
     probe render), the estimate, the signed acceptance and the lock on chain.
     The farm's start (before the submit) is not counted: the submit comes once
     the node is online and idle, as on a farm that was already running, from an
-    artist who has signed in before (``ronrender sign-in``; the CLI still opens the
-    keystore, in the background, to sign the acceptance).
+    artist who has signed in and unlocked the wallet before (``ronrender sign-in``,
+    ``ronrender wallet unlock``: the wallet agent signs the acceptance, as a wallet
+    the add-on keeps connected would). Without the agent the CLI opens the keystore
+    itself: about a second of eth-account's import and scrypt, of which the upload and
+    the analysis hide about half.
 
 Blender always runs in a child process; this module never imports ``bpy``.
 """
@@ -29,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from artist_cli.wallet_agent import AGENT_DIR_ENV
 from scripts.bench.common import OUTPUT_DIR, SCRIPTS_DIR, Section, child_env, free_port, ratio, rounded
 
 BLENDER_SCRIPT = Path(__file__).resolve().parent / "blender_render.py"
@@ -71,14 +75,16 @@ def through_farm(scene: Path, data_dir: Path) -> tuple[float, float]:
     try:  # not `with`: a farm whose start fails must still stop what it started
         farm.start()
         farm.wait_for_nodes()  # a running farm: its node idles, Blender loaded
-        # An artist who signed in before (the add-on's wallet stays connected); the submit
-        # still opens the keystore to sign the acceptance.
-        subprocess.run(
-            [str(VENV_BIN / "ronrender"), "--url", farm.url, "sign-in"],
-            env=farm.env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        # An artist who signed in and unlocked the wallet before (as the add-on's wallet
+        # stays connected): the wallet agent signs the acceptance.
+        farm.env[AGENT_DIR_ENV] = tempfile.mkdtemp(prefix="rr-bench-agents-")
+        for command in (["sign-in"], ["wallet", "unlock", "--for", "30"]):
+            subprocess.run(
+                [str(VENV_BIN / "ronrender"), "--url", farm.url, *command],
+                env=farm.env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         time.sleep(NODE_SETTLE_S)
         submitted_at = time.time()
         started = time.perf_counter()
@@ -102,6 +108,10 @@ def through_farm(scene: Path, data_dir: Path) -> tuple[float, float]:
             raise RuntimeError(f"the job did not verify every frame: {job['state']} {job['frame_counts']}")
         finished = datetime.fromisoformat(job["finished_at"]).timestamp()
     finally:
+        if AGENT_DIR_ENV in farm.env:
+            subprocess.run(
+                [str(VENV_BIN / "ronrender"), "wallet", "lock"], env=farm.env, stdout=subprocess.DEVNULL
+            )
         farm.stop()
     return finished - submitted_at, returned_s
 

@@ -61,3 +61,27 @@ def test_a_session_the_backend_refuses_is_replaced_by_a_new_sign_in(start_farm):
     signed_out = ronrender(farm, "sign-out")
     assert signed_out.returncode == 0 and "forgot 1 session" in signed_out.stdout
     assert kept_tokens(farm) == {}
+
+
+def test_an_unlocked_wallet_accepts_jobs_without_its_password_but_never_sends_transactions(
+    start_farm, scene_files
+):
+    farm = start_farm(nodes=0)
+    unlocked = ronrender(farm, "wallet", "unlock", "--for", "5")
+    assert unlocked.returncode == 0, unlocked.stderr
+    try:
+        # The agent holds the key: a wrong password is never asked for, the job is locked.
+        wrong = {"RONRENDER_KEYSTORE_PASSWORD": "not the password"}
+        submitted = ronrender(farm, "submit", str(scene_files["tiny"]), "--yes", "--no-wait", **wrong)
+        assert submitted.returncode == 0, submitted.stderr
+        (job,) = jobs_of_artist(farm)
+        assert job["id"] == submitted.stdout.strip() and job["state"] != "AWAITING_ACCEPTANCE"
+        # A deposit is a transaction: it takes the keystore itself.
+        deposit = ronrender(farm, "wallet", "deposit", "1", **wrong)
+        assert deposit.returncode != 0 and "cannot open" in deposit.stderr, deposit.stderr
+    finally:
+        locked = ronrender(farm, "wallet", "lock")
+    assert locked.returncode == 0 and "locked 1 wallet(s)" in locked.stdout
+    refused = ronrender(farm, "submit", str(scene_files["tiny"]), "--yes", "--no-wait", **wrong)
+    assert refused.returncode != 0 and "cannot open" in refused.stderr, refused.stderr
+    assert len(jobs_of_artist(farm)) == 1
