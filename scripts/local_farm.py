@@ -143,7 +143,7 @@ class LocalFarm:
                 "--workers", "2",
                 "--threads", "4",
                 "--timeout", "600",
-                "backend:create_app()",
+                "backend.wsgi:app",
             ],
         )  # fmt: skip
         queues = [f"{self.queue_prefix}-{name}" for name in ("escrow", "verification", "analysis")]

@@ -1,6 +1,7 @@
 """The farm's RQ worker builds its app, connects the escrow chain (escrow workers) and
 loads Blender for the next analysis (analysis workers) before its first job, so a new
-job's first lock or scene analysis does not wait for that."""
+job's first lock or scene analysis does not wait for that. A web worker connects the
+chain before its first request (an acceptance names the chain id)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,9 @@ print(json.dumps({
 """
 
 
-def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str, bool]:
+def _env(app, **overrides: str) -> dict[str, str]:
     settings = app.config
-    env = {
+    return {
         **os.environ,
         "RONRENDER_DATABASE_URL": settings["SQLALCHEMY_DATABASE_URI"],
         "RONRENDER_DATA_DIR": settings["RONRENDER_DATA_DIR"],
@@ -47,10 +48,13 @@ def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str
         "RONRENDER_OPERATOR_KEY": settings["RONRENDER_OPERATOR_KEY"],
         **overrides,
     }
+
+
+def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str, bool]:
     queue = f"rr-test-warm-{uuid.uuid4().hex}-{queue_kind}"
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, queue, settings["RONRENDER_REDIS_URL"]],
-        env=env,
+        [sys.executable, "-c", CHILD, queue, app.config["RONRENDER_REDIS_URL"]],
+        env=_env(app, **overrides),
         capture_output=True,
         text=True,
         timeout=120,
@@ -81,3 +85,29 @@ def test_a_worker_without_its_chain_still_starts(app):
     """The chain may come up later: the first escrow job connects, and retries, itself."""
     no_chain = {"app_built": True, "chain_connected": False, "analysis_blender_ready": False}
     assert _burst_worker(app, RONRENDER_ESCROW_ADDRESS="") == no_chain
+
+
+WEB_CHILD = """
+import json
+from backend.wsgi import app
+chain = app.extensions.get("ronrender_escrow_chain")
+print(json.dumps({"chain_id_read": chain is not None and "chain_id" in vars(chain)}))
+"""
+
+
+def _web_worker(app, **overrides: str) -> dict[str, bool]:
+    done = subprocess.run(
+        [sys.executable, "-c", WEB_CHILD],
+        env=_env(app, **overrides),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_web_worker_reads_the_chain_id_before_its_first_request(app):
+    assert _web_worker(app) == {"chain_id_read": True}
+    assert _web_worker(app, RONRENDER_ESCROW_ADDRESS="") == {"chain_id_read": False}  # still serves
