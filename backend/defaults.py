@@ -39,6 +39,10 @@ SPOT_CHECK_CROPS = (2, 3)  # as few and as many crops per check
 REPUTATION_WEIGHT_SPOT_CHECK_MISMATCH = 2
 
 ANALYSIS_TIME_LIMIT_S = 300
+# Analysis children yield the CPU: where they share a machine with nodes or the web
+# server (a local farm), a render or a request goes first, and a Blender loading ahead
+# slows neither.
+ANALYSIS_NICENESS = 10
 ANALYSIS_QUEUE = "analysis"
 VERIFICATION_QUEUE = "verification"
 ESCROW_QUEUE = "escrow"

@@ -10,6 +10,7 @@ loading Blender then happens before the work arrives.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -46,19 +47,20 @@ def run_supervised(
     cancel: threading.Event | None = None,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
+    niceness: int = 0,
 ) -> ProcessResult:
     """Run ``argv`` to completion or until a limit or ``cancel`` stops it."""
-    process = _start(argv, subprocess.DEVNULL, env, cwd)
+    process = _start(argv, subprocess.DEVNULL, env, cwd, niceness)
     return _supervise(process, on_line, max_time_s, no_output_timeout_s, cancel)
 
 
 def start_waiting(
-    argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None
+    argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None, niceness: int = 0
 ) -> subprocess.Popen[str]:
     """Start a child ahead of need: it loads what it needs (Blender), then waits for its
     arguments, one JSON list on stdin, sent by ``run_started``. It exits if stdin closes
     first (its parent exited)."""
-    return _start(argv, subprocess.PIPE, env, cwd)
+    return _start(argv, subprocess.PIPE, env, cwd, niceness)
 
 
 def run_started(
@@ -86,10 +88,12 @@ def run_started(
 
 
 def _start(
-    argv: Sequence[str], stdin: int, env: dict[str, str] | None, cwd: str | None
+    argv: Sequence[str], stdin: int, env: dict[str, str] | None, cwd: str | None, niceness: int = 0
 ) -> subprocess.Popen[str]:
-    """The child in a process group of its own (stopped as a whole), its output one text stream."""
-    return subprocess.Popen(
+    """The child in a process group of its own (stopped as a whole), its output one text
+    stream; ``niceness`` above this process's own (set at once, not with ``preexec_fn``:
+    that is unsafe in a process with threads)."""
+    process = subprocess.Popen(
         list(argv),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -101,6 +105,10 @@ def _start(
         errors="replace",
         bufsize=1,
     )
+    if niceness:
+        with contextlib.suppress(ProcessLookupError):  # it exited already
+            os.setpriority(os.PRIO_PROCESS, process.pid, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+    return process
 
 
 def _supervise(

@@ -16,12 +16,7 @@ import os
 import sys
 import time
 
-# Analysis yields the CPU: where it shares a machine with nodes or the web server (a
-# local farm), a render or a request goes first, and a spare loading ahead slows neither.
-ANALYSIS_NICENESS = 10
-os.nice(ANALYSIS_NICENESS)
-
-import bpy  # noqa: E402
+import bpy
 
 
 def _missing_files() -> list[dict[str, str]]:

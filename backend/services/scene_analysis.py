@@ -50,7 +50,11 @@ def _start_next() -> None:
     _drop_ready()
     work_dir = Path(tempfile.mkdtemp(prefix="ronrender-analysis-"))  # its cwd, as a new child's
     try:
-        process = start_waiting([blender_python(), str(INSPECT_SCRIPT), "--wait"], cwd=str(work_dir))
+        process = start_waiting(
+            [blender_python(), str(INSPECT_SCRIPT), "--wait"],
+            cwd=str(work_dir),
+            niceness=defaults.ANALYSIS_NICENESS,
+        )
     except OSError as error:
         shutil.rmtree(work_dir, ignore_errors=True)
         log.warning("could not load Blender ahead of the next analysis: %s", error)
@@ -87,6 +91,7 @@ def _inspect(scene_path: Path, result_path: Path, work_dir: str) -> ProcessResul
             [blender_python(), str(INSPECT_SCRIPT), *arguments],
             max_time_s=defaults.ANALYSIS_TIME_LIMIT_S,
             cwd=work_dir,
+            niceness=defaults.ANALYSIS_NICENESS,
         )
     finally:
         if ready is not None:

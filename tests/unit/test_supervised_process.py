@@ -159,6 +159,14 @@ def test_child_runs_in_its_own_process_group():
     assert pgid != os.getpgid(0)
 
 
+def test_a_child_can_run_below_its_parents_priority():
+    code = "import os, time; time.sleep(0.2); print(os.getpriority(os.PRIO_PROCESS, 0))"
+
+    result = run_supervised([sys.executable, "-c", code], niceness=5)
+
+    assert int(result.log_tail) == min(os.getpriority(os.PRIO_PROCESS, 0) + 5, 19)
+
+
 def test_output_that_keeps_coming_is_not_a_no_output_timeout():
     script = "for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.1; done"
 
