@@ -26,7 +26,7 @@ from artist_cli.wallet import (
     Wallet,
     stated_address,
 )
-from artist_cli.wallet_agent import AgentWallet, find_agent, running_agents, start_agent
+from artist_cli.wallet_agent import AgentWallet, Farm, find_agent, start_agent, stop_all_agents
 from shared.api_client import ApiError
 from shared.protocol import BACKEND_URL_ENV, DEFAULT_BACKEND_URL
 from shared.states import JobState, OutputFormat, RenderEngine, SceneState
@@ -50,14 +50,15 @@ def parse_ron(value: str) -> int:
     return int(amount)
 
 
-def open_wallet(keystore: Path | None, use_agent: bool = True) -> OpeningWallet | AgentWallet:
-    """The wallet agent holding this keystore's key (``ronrender wallet unlock``), if one
-    runs; else ask for the password and open the keystore in the background."""
+def open_wallet(keystore: Path | None, farm_url: str | None = None) -> OpeningWallet | AgentWallet:
+    """The wallet agent holding this keystore's key for the farm at ``farm_url`` (``ronrender
+    wallet unlock``), if one runs; else ask for the password and open the keystore in the
+    background. Without ``farm_url``, always the keystore."""
     if keystore is None:
         raise click.ClickException(
             f"no wallet: pass --keystore or set ${KEYSTORE_ENV} (ronrender wallet new)"
         )
-    if use_agent and (agent := find_agent(stated_address(keystore))) is not None:
+    if farm_url is not None and (agent := find_agent(stated_address(keystore), farm_url)) is not None:
         return agent
     password = os.environ.get(PASSWORD_ENV) or click.prompt("keystore password", hide_input=True, err=True)
     return OpeningWallet(keystore, password)
@@ -71,7 +72,7 @@ def file_sha256(path: Path) -> str:
 def signed_in_wallet(client: ArtistClient, keystore: Path | None) -> OpeningWallet | AgentWallet:
     """Open the wallet; the client signs in with it (unless it has an API token, or a
     session kept from an earlier command for this backend and address)."""
-    wallet = open_wallet(keystore)
+    wallet = open_wallet(keystore, farm_url=client.api.base_url)
     client.sign_in_with(wallet, SessionStore(), address=wallet.stated_address)
     return wallet
 
@@ -86,13 +87,14 @@ def require_key(client: ArtistClient, keystore: Path | None) -> None:
     """As ``require_sign_in``, and the keystore must open even with a kept session: a
     lasting token, or a cancelled job, takes the key, not only the session."""
     if not client.has_credentials:
-        signed_in_wallet(client, keystore).opened()
+        wallet = open_wallet(keystore)  # the keystore itself: the wallet agent will not do
+        client.sign_in_with(wallet.opened(), SessionStore(), address=wallet.stated_address)
 
 
 def escrow_wallet(client: ArtistClient, keystore: Path | None) -> EscrowWallet:
     """The artist's wallet, connected to the escrow the backend names. Transactions take
     the keystore itself: the wallet agent never signs one."""
-    return EscrowWallet(open_wallet(keystore, use_agent=False).opened(), client.escrow_info())
+    return EscrowWallet(open_wallet(keystore).opened(), client.escrow_info())
 
 
 keystore_option = click.option(
@@ -491,18 +493,22 @@ def wallet_withdraw(client: ArtistClient, amount_ron: str, keystore: Path | None
     help="Minutes until the agent forgets the key.",
 )
 @keystore_option
-def wallet_unlock(minutes: int, keystore: Path | None) -> None:
-    """Keep the wallet open in a background agent: later commands sign sign-ins and job
-    acceptances without the password (never transactions). `ronrender wallet lock` ends it."""
-    opened = open_wallet(keystore, use_agent=False).opened()
-    until = start_agent(opened, timedelta(minutes=minutes))
-    click.echo(f"wallet {opened.address} unlocked until {until.astimezone():%H:%M} (ronrender wallet lock)")
+@click.pass_obj
+def wallet_unlock(client: ArtistClient, minutes: int, keystore: Path | None) -> None:
+    """Keep the wallet open for this farm in a background agent: later commands sign in
+    and accept jobs without the password (never a transaction). `wallet lock` ends it."""
+    opened = open_wallet(keystore).opened()
+    client.sign_in_with(opened, SessionStore())
+    escrow = client.escrow_info()
+    farm = Farm(
+        url=client.api.base_url, chain_id=escrow["chain_id"], contract_address=escrow["contract_address"]
+    )
+    until = start_agent(opened, farm, timedelta(minutes=minutes))
+    ends = until.astimezone()
+    click.echo(f"wallet {opened.address} unlocked for {farm.url} until {ends:%H:%M} (ronrender wallet lock)")
 
 
 @wallet.command("lock")
 def wallet_lock() -> None:
     """Stop every wallet agent of yours: commands ask for the keystore's password again."""
-    agents = running_agents()
-    for agent in agents:
-        agent.lock()
-    click.echo(f"locked {len(agents)} wallet(s)")
+    click.echo(f"locked {stop_all_agents()} wallet(s)")

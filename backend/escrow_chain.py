@@ -23,7 +23,6 @@ from web3.exceptions import ContractCustomError, ContractLogicError, Transaction
 from web3.logs import DISCARD
 
 from backend.errors import ChainRejected, ChainUnavailable
-from shared.protocol import ACCEPTANCE_DOMAIN_NAME, ACCEPTANCE_PRIMARY_TYPE
 
 ARTIFACT_PATH = Path(__file__).resolve().parent.parent / "contracts" / "build" / "RonRenderEscrow.json"
 RONIN_MAINNET_CHAIN_ID = 2020
@@ -60,45 +59,6 @@ def job_key(job_id: str) -> bytes:
 
 def load_artifact() -> dict[str, Any]:
     return json.loads(ARTIFACT_PATH.read_text())
-
-
-def acceptance_typed_data(
-    *, chain_id: int, contract_address: str, job_id: str, artist: str, total_wei: int, frame_count: int
-) -> dict[str, Any]:
-    """EIP-712 message an artist signs to let the operator lock this job's estimate.
-
-    The domain carries the chain id and the contract address, so a signature is
-    good for one chain and one contract only.
-    """
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            ACCEPTANCE_PRIMARY_TYPE: [
-                {"name": "jobId", "type": "bytes32"},
-                {"name": "artist", "type": "address"},
-                {"name": "totalWei", "type": "uint256"},
-                {"name": "frameCount", "type": "uint32"},
-            ],
-        },
-        "primaryType": ACCEPTANCE_PRIMARY_TYPE,
-        "domain": {
-            "name": ACCEPTANCE_DOMAIN_NAME,
-            "version": "1",
-            "chainId": chain_id,
-            "verifyingContract": Web3.to_checksum_address(contract_address),
-        },
-        "message": {
-            "jobId": "0x" + job_key(job_id).hex(),
-            "artist": Web3.to_checksum_address(artist),
-            "totalWei": total_wei,
-            "frameCount": frame_count,
-        },
-    }
 
 
 def recover_signer(typed_data: dict[str, Any], signature: str) -> str:

@@ -7,6 +7,7 @@ these mirror what clients read.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +22,16 @@ UPLOAD_CHUNK_BYTES = 1024 * 1024
 IDLE_POLL_INTERVAL_S = 0.25
 
 # What an artist's wallet signs: the backend's sign-in challenge (EIP-191 text in the
-# Sign-In with Ethereum format, whose first line ends with this) and a job's acceptance
-# (EIP-712 typed data of this primary type, in this domain).
+# Sign-In with Ethereum format) and a job's acceptance (EIP-712 typed data).
 SIGN_IN_HEADLINE_END = " wants you to sign in with your Ethereum account:"
+SIGN_IN_STATEMENT = "Sign in to RonRender."
 ACCEPTANCE_DOMAIN_NAME = "RonRender"
 ACCEPTANCE_PRIMARY_TYPE = "AcceptJob"
+_SIGN_IN_PATTERN = (
+    r"(?P<host>[^\s]+){headline}\n(?P<address>0x[0-9a-fA-F]{{40}})\n\n{statement}\n\n"
+    r"URI: (?P<scheme>https?)://(?P=host)\nVersion: 1\nNonce: [0-9a-f]{{32}}\n"
+    r"Issued At: [0-9T:+.-]+\nExpiration Time: [0-9T:+.-]+"
+)
 
 
 def auth_challenge_path() -> str:
@@ -207,3 +213,63 @@ class NodeHardware:
             "blender_version": self.blender_version,
             "gpus": self.gpus,
         }
+
+
+def sign_in_message(
+    *, host: str, origin: str, address: str, nonce: str, issued_at: str, expires_at: str
+) -> str:
+    """The one-time sign-in challenge the backend issues, as its wallet signs it."""
+    return (
+        f"{host}{SIGN_IN_HEADLINE_END}\n{address}\n\n{SIGN_IN_STATEMENT}\n\n"
+        f"URI: {origin}\nVersion: 1\nNonce: {nonce}\nIssued At: {issued_at}\nExpiration Time: {expires_at}"
+    )
+
+
+def is_sign_in_message(text: str, *, host: str, address: str) -> bool:
+    """Whether ``text`` is exactly a sign-in challenge of the backend at ``host`` for ``address``."""
+    pattern = _SIGN_IN_PATTERN.format(
+        headline=re.escape(SIGN_IN_HEADLINE_END), statement=re.escape(SIGN_IN_STATEMENT)
+    )
+    matched = re.fullmatch(pattern, text)
+    return bool(matched and matched["host"] == host and matched["address"].lower() == address.lower())
+
+
+def acceptance_typed_data(
+    *, chain_id: int, contract_address: str, job_id: str, artist: str, total_wei: int, frame_count: int
+) -> dict[str, Any]:
+    """EIP-712 message an artist signs to let the operator lock this job's estimate.
+
+    The domain carries the chain id and the contract address, so a signature is
+    good for one chain and one contract only.
+    """
+    from eth_utils import to_checksum_address  # not on the path of commands that sign nothing
+
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            ACCEPTANCE_PRIMARY_TYPE: [
+                {"name": "jobId", "type": "bytes32"},
+                {"name": "artist", "type": "address"},
+                {"name": "totalWei", "type": "uint256"},
+                {"name": "frameCount", "type": "uint32"},
+            ],
+        },
+        "primaryType": ACCEPTANCE_PRIMARY_TYPE,
+        "domain": {
+            "name": ACCEPTANCE_DOMAIN_NAME,
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": to_checksum_address(contract_address),
+        },
+        "message": {
+            "jobId": "0x" + bytes.fromhex(job_id).rjust(32, b"\0").hex(),
+            "artist": to_checksum_address(artist),
+            "totalWei": total_wei,
+            "frameCount": frame_count,
+        },
+    }

@@ -26,7 +26,7 @@ from backend.errors import Forbidden, LoginRefused, NotFound
 from backend.extensions import db
 from backend.models import ApiToken, utc_now
 from backend.queues import redis_connection
-from shared.protocol import SIGN_IN_HEADLINE_END
+from shared.protocol import sign_in_message
 from shared.states import TokenKind
 
 TOKEN_PREFIX = "rr_"
@@ -58,12 +58,13 @@ def issue_challenge(address: str) -> dict[str, str]:
     nonce = secrets.token_hex(16)
     issued = utc_now().replace(microsecond=0)
     expires = issued + timedelta(seconds=CHALLENGE_TTL_S)
-    host = request.host
-    message = (
-        f"{host}{SIGN_IN_HEADLINE_END}\n{address}\n\n"
-        "Sign in to RonRender.\n\n"
-        f"URI: {request.host_url.rstrip('/')}\nVersion: 1\nNonce: {nonce}\n"
-        f"Issued At: {issued.isoformat()}\nExpiration Time: {expires.isoformat()}"
+    message = sign_in_message(
+        host=request.host,
+        origin=request.host_url.rstrip("/"),
+        address=address,
+        nonce=nonce,
+        issued_at=issued.isoformat(),
+        expires_at=expires.isoformat(),
     )
     redis_connection().set(_challenge_key(nonce), message, ex=CHALLENGE_TTL_S)
     return {"message": message, "nonce": nonce, "expires_at": expires.isoformat()}

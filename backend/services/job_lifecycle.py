@@ -12,12 +12,13 @@ from sqlalchemy import exists, func, select, update
 
 from backend import queues
 from backend.errors import InvalidJobState, InvalidSignature
-from backend.escrow_chain import acceptance_typed_data, recover_signer
+from backend.escrow_chain import recover_signer
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, utc_now
 from backend.services.chain_access import escrow_chain
 from backend.services.guarded_update import move_state
 from backend.services.job_split import get_job
+from shared.protocol import acceptance_typed_data
 from shared.states import FINAL_FRAME_STATES, AttemptOutcome, FrameState, JobState
 
 

@@ -68,17 +68,18 @@ def test_an_unlocked_wallet_accepts_jobs_without_its_password_but_never_sends_tr
 ):
     farm = start_farm(nodes=0)
     unlocked = ronrender(farm, "wallet", "unlock", "--for", "5")
-    assert unlocked.returncode == 0, unlocked.stderr
+    assert unlocked.returncode == 0 and f"unlocked for {farm.url}" in unlocked.stdout, unlocked.stderr
     try:
         # The agent holds the key: a wrong password is never asked for, the job is locked.
         wrong = {"RONRENDER_KEYSTORE_PASSWORD": "not the password"}
         submitted = ronrender(farm, "submit", str(scene_files["tiny"]), "--yes", "--no-wait", **wrong)
         assert submitted.returncode == 0, submitted.stderr
         (job,) = jobs_of_artist(farm)
-        assert job["id"] == submitted.stdout.strip() and job["state"] != "AWAITING_ACCEPTANCE"
-        # A deposit is a transaction: it takes the keystore itself.
-        deposit = ronrender(farm, "wallet", "deposit", "1", **wrong)
-        assert deposit.returncode != 0 and "cannot open" in deposit.stderr, deposit.stderr
+        assert job["id"] == submitted.stdout.strip() and job["state"] in ("LOCKING", "RENDERING")
+        # A deposit is a transaction, and a lasting token outlives the agent: both take the keystore.
+        for command in (["wallet", "deposit", "1"], ["token", "create", "script"]):
+            refused = ronrender(farm, *command, **wrong)
+            assert refused.returncode != 0 and "cannot open" in refused.stderr, refused.stderr
     finally:
         locked = ronrender(farm, "wallet", "lock")
     assert locked.returncode == 0 and "locked 1 wallet(s)" in locked.stdout
