@@ -302,22 +302,25 @@ def _is_acceptance(typed_data: object, address: str, farm: Farm) -> bool:
         return False
     canonical = acceptance_typed_data(
         chain_id=farm.chain_id,
-        contract_address=farm.contract_address,
+        contract_address=farm.contract_address.lower(),
         job_id="00" * 16,
-        artist=address,
+        artist=address.lower(),
         total_wei=0,
         frame_count=0,
     )
-    message = typed_data.get("message")
-    return (
-        set(typed_data) == set(canonical)
-        and typed_data["types"] == canonical["types"]
-        and typed_data["primaryType"] == canonical["primaryType"]
-        and typed_data["domain"] == canonical["domain"]
-        and isinstance(message, dict)
-        and set(message) == set(canonical["message"])
-        and str(message["artist"]).lower() == address.lower()
-    )
+    try:
+        domain, message = dict(typed_data["domain"]), dict(typed_data["message"])
+        domain["verifyingContract"] = domain["verifyingContract"].lower()  # letter case is not hashed
+        return (
+            set(typed_data) == set(canonical)
+            and typed_data["types"] == canonical["types"]
+            and typed_data["primaryType"] == canonical["primaryType"]
+            and domain == canonical["domain"]
+            and set(message) == set(canonical["message"])
+            and message["artist"].lower() == canonical["message"]["artist"]
+        )
+    except (AttributeError, KeyError, TypeError, ValueError):  # not even shaped like one
+        return False
 
 
 def _harden() -> None:

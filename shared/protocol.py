@@ -240,10 +240,9 @@ def acceptance_typed_data(
     """EIP-712 message an artist signs to let the operator lock this job's estimate.
 
     The domain carries the chain id and the contract address, so a signature is
-    good for one chain and one contract only.
+    good for one chain and one contract only. Addresses are taken as given (the hash
+    does not depend on their letter case).
     """
-    from eth_utils import to_checksum_address  # not on the path of commands that sign nothing
-
     return {
         "types": {
             "EIP712Domain": [
@@ -264,11 +263,11 @@ def acceptance_typed_data(
             "name": ACCEPTANCE_DOMAIN_NAME,
             "version": "1",
             "chainId": chain_id,
-            "verifyingContract": to_checksum_address(contract_address),
+            "verifyingContract": contract_address,
         },
         "message": {
             "jobId": "0x" + bytes.fromhex(job_id).rjust(32, b"\0").hex(),
-            "artist": to_checksum_address(artist),
+            "artist": artist,
             "totalWei": total_wei,
             "frameCount": frame_count,
         },

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
+from web3 import Web3
 
 from backend import queues
 from backend.errors import InvalidJobState, InvalidSignature
@@ -32,9 +33,9 @@ def acceptance_message(job: Job, artist_address: str) -> dict[str, Any]:
     chain = escrow_chain()
     return acceptance_typed_data(
         chain_id=chain.chain_id,
-        contract_address=chain.config.contract_address,
+        contract_address=Web3.to_checksum_address(chain.config.contract_address),
         job_id=job.id,
-        artist=artist_address,
+        artist=Web3.to_checksum_address(artist_address),
         total_wei=job.estimate_wei,
         frame_count=job.frames_total,
     )
