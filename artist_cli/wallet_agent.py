@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import click
 
 from artist_cli.wallet import PASSWORD_ENV, TOKEN_ENV, KeystoreError, Wallet
-from shared.protocol import acceptance_typed_data, is_sign_in_message
+from shared.protocol import acceptance_fields, is_sign_in_message
 
 AGENT_DIR_ENV = "RONRENDER_AGENT_DIR"
 SUPPORTED = hasattr(socket, "AF_UNIX") and hasattr(socket, "SO_PEERCRED")
@@ -295,32 +295,9 @@ def _reply(request: dict[str, Any], wallet: Wallet, farm: Farm) -> dict[str, Any
 
 
 def _is_acceptance(typed_data: object, address: str, farm: Farm) -> bool:
-    """Exactly an ``AcceptJob`` of this farm's chain and contract, for ``address``: the
-    types, domain and message fields are the canonical ones, so what the signature
-    covers is what was checked."""
-    if not isinstance(typed_data, dict):
-        return False
-    canonical = acceptance_typed_data(
-        chain_id=farm.chain_id,
-        contract_address=farm.contract_address.lower(),
-        job_id="00" * 16,
-        artist=address.lower(),
-        total_wei=0,
-        frame_count=0,
-    )
-    try:
-        domain, message = dict(typed_data["domain"]), dict(typed_data["message"])
-        domain["verifyingContract"] = domain["verifyingContract"].lower()  # letter case is not hashed
-        return (
-            set(typed_data) == set(canonical)
-            and typed_data["types"] == canonical["types"]
-            and typed_data["primaryType"] == canonical["primaryType"]
-            and domain == canonical["domain"]
-            and set(message) == set(canonical["message"])
-            and message["artist"].lower() == canonical["message"]["artist"]
-        )
-    except (AttributeError, KeyError, TypeError, ValueError):  # not even shaped like one
-        return False
+    """Exactly an ``AcceptJob`` on this farm's chain and contract, for ``address``."""
+    fields = acceptance_fields(typed_data, chain_id=farm.chain_id, contract_address=farm.contract_address)
+    return fields is not None and str(fields["artist"]).lower() == address.lower()
 
 
 def _harden() -> None:

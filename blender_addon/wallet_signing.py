@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AddonError
+from .vendor import protocol
 
 KEYSTORE_ENV = "RONRENDER_KEYSTORE"
 PASSWORD_ENV = "RONRENDER_KEYSTORE_PASSWORD"
@@ -42,7 +43,7 @@ def keystore_address(keystore: Path) -> str | None:
 def check_acceptance(typed_data: dict[str, Any], job_id: str, estimate_wei: int, frames_total: int) -> None:
     """Refuse to sign anything but exactly the estimate the artist saw (the contract
     names a job by its 16-byte id, left-padded to bytes32)."""
-    message = typed_data.get("message") or {}
+    message = protocol.acceptance_fields(typed_data) or {}  # exactly an acceptance, nothing else
     try:
         matches = (
             int(message["totalWei"]) == estimate_wei

@@ -26,6 +26,7 @@ IDLE_POLL_INTERVAL_S = 0.25
 SIGN_IN_HEADLINE_END = " wants you to sign in with your Ethereum account:"
 SIGN_IN_STATEMENT = "Sign in to RonRender."
 ACCEPTANCE_DOMAIN_NAME = "RonRender"
+ACCEPTANCE_DOMAIN_VERSION = "1"
 ACCEPTANCE_PRIMARY_TYPE = "AcceptJob"
 _SIGN_IN_PATTERN = (
     r"(?P<host>[^\s]+){headline}\n(?P<address>0x[0-9a-fA-F]{{40}})\n\n{statement}\n\n"
@@ -261,7 +262,7 @@ def acceptance_typed_data(
         "primaryType": ACCEPTANCE_PRIMARY_TYPE,
         "domain": {
             "name": ACCEPTANCE_DOMAIN_NAME,
-            "version": "1",
+            "version": ACCEPTANCE_DOMAIN_VERSION,
             "chainId": chain_id,
             "verifyingContract": contract_address,
         },
@@ -272,3 +273,35 @@ def acceptance_typed_data(
             "frameCount": frame_count,
         },
     }
+
+
+def acceptance_fields(
+    typed_data: object, *, chain_id: int | None = None, contract_address: str | None = None
+) -> dict[str, Any] | None:
+    """The message of ``typed_data`` if it is exactly a job acceptance, else None: what a
+    wallet checks before it signs. Its types, primary type and domain must be the
+    canonical ones (on this chain and contract, when given), so that the signature covers
+    the fields the caller then checks, and cannot be used as anything else."""
+    canonical = acceptance_typed_data(
+        chain_id=0, contract_address="", job_id="00" * 16, artist="", total_wei=0, frame_count=0
+    )
+    if not isinstance(typed_data, dict) or set(typed_data) != set(canonical):
+        return None
+    domain, message = typed_data["domain"], typed_data["message"]
+    if (
+        typed_data["types"] != canonical["types"]
+        or typed_data["primaryType"] != canonical["primaryType"]
+        or not isinstance(domain, dict)
+        or set(domain) != set(canonical["domain"])
+        or domain["name"] != ACCEPTANCE_DOMAIN_NAME
+        or domain["version"] != ACCEPTANCE_DOMAIN_VERSION
+        or (chain_id is not None and domain["chainId"] != chain_id)
+        or (
+            contract_address is not None
+            and str(domain["verifyingContract"]).lower() != contract_address.lower()
+        )
+        or not isinstance(message, dict)
+        or set(message) != set(canonical["message"])
+    ):
+        return None
+    return message

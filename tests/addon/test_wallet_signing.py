@@ -74,6 +74,13 @@ def test_the_signature_is_the_keystores_over_the_shown_estimate(keystore):
         typed_data(frames=5),
         typed_data(job_id="ff" + JOB_ID),
         {"message": {}},
+        # The shown fields, but signed as another struct or in another domain: not an acceptance.
+        {**typed_data(), "primaryType": "Permit", "types": {**typed_data()["types"], "Permit": []}},
+        {**typed_data(), "domain": {**typed_data()["domain"], "name": "SomeToken"}},
+        {
+            **typed_data(),
+            "types": {**typed_data()["types"], "AcceptJob": typed_data()["types"]["AcceptJob"][:3]},
+        },
     ],
 )
 def test_anything_but_the_shown_estimate_is_refused(other):
