@@ -50,10 +50,10 @@ def _env(app, **overrides: str) -> dict[str, str]:
     }
 
 
-def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str, bool]:
-    queue = f"rr-test-warm-{uuid.uuid4().hex}-{queue_kind}"
+def _child_report(app, code: str, *args: str, **overrides: str) -> dict[str, bool]:
+    """What a child process running ``code`` with the app's settings prints last, as JSON."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, queue, app.config["RONRENDER_REDIS_URL"]],
+        [sys.executable, "-c", code, *args],
         env=_env(app, **overrides),
         capture_output=True,
         text=True,
@@ -61,6 +61,11 @@ def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str, bool]:
+    queue = f"rr-test-warm-{uuid.uuid4().hex}-{queue_kind}"
+    return _child_report(app, CHILD, queue, app.config["RONRENDER_REDIS_URL"], **overrides)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -95,19 +100,8 @@ print(json.dumps({"chain_id_read": chain is not None and "chain_id" in vars(chai
 """
 
 
-def _web_worker(app, **overrides: str) -> dict[str, bool]:
-    done = subprocess.run(
-        [sys.executable, "-c", WEB_CHILD],
-        env=_env(app, **overrides),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_web_worker_reads_the_chain_id_before_its_first_request(app):
-    assert _web_worker(app) == {"chain_id_read": True}
-    assert _web_worker(app, RONRENDER_ESCROW_ADDRESS="") == {"chain_id_read": False}  # still serves
+    assert _child_report(app, WEB_CHILD) == {"chain_id_read": True}
+    no_chain = _child_report(app, WEB_CHILD, RONRENDER_ESCROW_ADDRESS="")  # it still serves
+    assert no_chain == {"chain_id_read": False}
