@@ -12,41 +12,22 @@ from eth_account.messages import encode_typed_data
 from ronrender_addon.errors import AddonError
 from ronrender_addon.wallet_signing import KeystoreSigner, check_acceptance, keystore_address, signer_from
 
+from shared.protocol import acceptance_typed_data
+
 pytestmark = pytest.mark.addon
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 
 
 def typed_data(job_id: str = JOB_ID, total_wei: int = 387072000000, frames: int = 4) -> dict:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "AcceptJob": [
-                {"name": "jobId", "type": "bytes32"},
-                {"name": "artist", "type": "address"},
-                {"name": "totalWei", "type": "uint256"},
-                {"name": "frameCount", "type": "uint32"},
-            ],
-        },
-        "primaryType": "AcceptJob",
-        "domain": {
-            "name": "RonRender",
-            "version": "1",
-            "chainId": 31337,
-            "verifyingContract": "0x" + "11" * 20,
-        },
-        "message": {
-            "jobId": "0x" + job_id.rjust(64, "0"),
-            "artist": "0x" + "22" * 20,
-            "totalWei": str(total_wei),
-            "frameCount": frames,
-        },
-    }
+    return acceptance_typed_data(
+        chain_id=31337,
+        contract_address="0x" + "11" * 20,
+        job_id=job_id,
+        artist="0x" + "22" * 20,
+        total_wei=total_wei,
+        frame_count=frames,
+    )
 
 
 @pytest.fixture
