@@ -28,7 +28,7 @@ from artist_cli.wallet import (
 )
 from artist_cli.wallet_agent import AgentWallet, Farm, find_agent, start_agent, stop_all_agents
 from shared.api_client import ApiError
-from shared.protocol import BACKEND_URL_ENV, DEFAULT_BACKEND_URL, acceptance_fields
+from shared.protocol import BACKEND_URL_ENV, DEFAULT_BACKEND_URL, is_acceptance_of
 from shared.states import JobState, OutputFormat, RenderEngine, SceneState
 
 WEI_PER_RON = 10**18
@@ -219,22 +219,10 @@ def submit(
 def accept(client: ArtistClient, job: dict[str, Any], wallet: OpeningWallet | AgentWallet) -> dict[str, Any]:
     """Sign the acceptance of exactly this estimate with the wallet, and send it."""
     message = client.acceptance_message(job["id"], wallet.address)
-    if not _is_this_estimate(acceptance_fields(message), job, wallet.address):
+    estimate = {"total_wei": int(job["estimate_wei"]), "frame_count": job["frames_total"]}
+    if not is_acceptance_of(message, job_id=job["id"], artist=wallet.address, **estimate):
         raise click.ClickException("the backend asked to sign something other than this job's estimate")
     return client.accept_job(job["id"], wallet.address, wallet.sign_typed_data(message))
-
-
-def _is_this_estimate(fields: dict[str, Any] | None, job: dict[str, Any], address: str) -> bool:
-    """Whether an acceptance's fields are this job's, its estimate and this wallet."""
-    try:
-        return (
-            fields is not None
-            and int(fields["totalWei"]) == int(job["estimate_wei"])
-            and str(fields["jobId"]).lower().endswith(job["id"])
-            and str(fields["artist"]).lower() == address.lower()
-        )
-    except (TypeError, ValueError):
-        return False
 
 
 def _follow(client: ArtistClient, job: dict[str, Any]) -> dict[str, Any]:

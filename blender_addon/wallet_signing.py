@@ -43,16 +43,9 @@ def keystore_address(keystore: Path) -> str | None:
 def check_acceptance(typed_data: dict[str, Any], job_id: str, estimate_wei: int, frames_total: int) -> None:
     """Refuse to sign anything but exactly the estimate the artist saw (the contract
     names a job by its 16-byte id, left-padded to bytes32)."""
-    message = protocol.acceptance_fields(typed_data) or {}  # exactly an acceptance, nothing else
-    try:
-        matches = (
-            int(message["totalWei"]) == estimate_wei
-            and int(message["frameCount"]) == frames_total
-            and str(message["jobId"]).lower() == "0x" + job_id.lower().rjust(64, "0")
-        )
-    except (KeyError, TypeError, ValueError):
-        matches = False
-    if not matches:
+    if not protocol.is_acceptance_of(
+        typed_data, job_id=job_id, total_wei=estimate_wei, frame_count=frames_total
+    ):
         raise AddonError(
             "the farm asked to sign something other than this job's estimate; nothing was signed",
             reason="ACCEPTANCE_MISMATCH",

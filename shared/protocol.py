@@ -305,3 +305,21 @@ def acceptance_fields(
     ):
         return None
     return message
+
+
+def is_acceptance_of(
+    typed_data: object, *, job_id: str, total_wei: int, frame_count: int, artist: str | None = None
+) -> bool:
+    """Whether ``typed_data`` is exactly the acceptance of this job's estimate (and, given
+    ``artist``, by that wallet): what the CLI and the add-on check before they sign."""
+    fields = acceptance_fields(typed_data)
+    try:
+        return (
+            fields is not None
+            and int(fields["totalWei"]) == total_wei
+            and int(fields["frameCount"]) == frame_count
+            and str(fields["jobId"]).lower() == "0x" + job_id.lower().rjust(64, "0")
+            and (artist is None or str(fields["artist"]).lower() == artist.lower())
+        )
+    except (TypeError, ValueError):
+        return False
