@@ -10,7 +10,14 @@ from backend import defaults
 
 
 def redis_connection() -> Redis:
-    return Redis.from_url(current_app.config["RONRENDER_REDIS_URL"])
+    """The app's Redis client: one connection pool per app (and process), so a request
+    reuses a connection instead of opening one per enqueue."""
+    clients = current_app.extensions.setdefault("ronrender_redis", {})
+    url = current_app.config["RONRENDER_REDIS_URL"]
+    client = clients.get(url)
+    if client is None:
+        client = clients.setdefault(url, Redis.from_url(url))
+    return client
 
 
 def queue_name(name: str, prefix: str) -> str:

@@ -9,6 +9,8 @@ from typing import Any
 
 from apiflask import APIBlueprint
 from flask import current_app, request
+from sqlalchemy import select
+from sqlalchemy.orm import contains_eager
 
 from backend.api.access import bearer, caller
 from backend.api.schemas import AttemptOut, FailureIn, OutputUploadOut, OutputUploadQuery
@@ -22,13 +24,19 @@ blueprint = APIBlueprint("attempts", __name__, url_prefix=f"{API_PREFIX}/attempt
 
 
 def _callers_attempt(attempt_id: int) -> tuple[Attempt, Node]:
-    """The attempt and its node, if the node is one of the caller's. A view keeps both
-    referenced, so the session's identity map holds them and nothing reads them again."""
-    attempt = db.session.get(Attempt, attempt_id)
-    node = db.session.get(Node, attempt.node_id) if attempt else None
-    if attempt is None or node is None or not caller().owns(node.owner_address):
+    """The attempt and its node, if the node is one of the caller's: attempt, frame and
+    node in one read. A view keeps them referenced, so the session's identity map holds
+    them and the lease checks read nothing again."""
+    row = db.session.execute(
+        select(Attempt, Node)
+        .join(Node, Node.id == Attempt.node_id)
+        .join(Attempt.frame)
+        .options(contains_eager(Attempt.frame), contains_eager(Attempt.node))
+        .where(Attempt.id == attempt_id)
+    ).one_or_none()
+    if row is None or not caller().owns(row.Node.owner_address):
         raise NotFound(f"no attempt {attempt_id}")
-    return attempt, node
+    return row.Attempt, row.Node
 
 
 def _lease_token(attempt_id: int) -> str:

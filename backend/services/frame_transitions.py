@@ -99,10 +99,16 @@ def open_lease(node_id: str, frame_id: int, now: datetime, *, handed_with: int |
     db.session.add(attempt)
     db.session.flush()
     if handed_with is not None:
-        db.session.execute(
-            update(Attempt)
-            .where(Attempt.id == handed_with)
-            .values(next_attempt_id=attempt.id)
-            .execution_options(synchronize_session=False)
-        )
+        record_next_attempt(handed_with, attempt.id)
     return attempt
+
+
+def record_next_attempt(uploaded_attempt_id: int, next_attempt_id: int) -> None:
+    """The lease handed out with an upload, kept so that the same upload repeated (its
+    answer was lost) is told the same next frame. The caller commits."""
+    db.session.execute(
+        update(Attempt)
+        .where(Attempt.id == uploaded_attempt_id)
+        .values(next_attempt_id=next_attempt_id)
+        .execution_options(synchronize_session=False)
+    )

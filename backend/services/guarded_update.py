@@ -25,7 +25,8 @@ def move_state(
     ``also_where`` conditions hold); True if it moved.
 
     The check and the write are one statement, so of two racing callers exactly
-    one sees True. A loaded copy of the row is refreshed. The caller commits.
+    one sees True. A loaded copy of the row is expired, so it is read again only if
+    used. The caller commits.
     """
     result = db.session.execute(
         update(model)
@@ -35,8 +36,8 @@ def move_state(
     )
     moved = result.rowcount == 1
     if moved:
-        # Only a copy already loaded needs refreshing; loading one here would be a wasted read.
+        # Only a copy already loaded is stale; reading it here would often be a wasted read.
         row = db.session.identity_map.get(identity_key(model, row_id))
         if row is not None:
-            db.session.refresh(row)
+            db.session.expire(row)
     return moved

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from cachetools import LRUCache
 from flask import current_app
-from sqlalchemy import and_, false, func, or_, select, update
+from sqlalchemy import and_, delete, false, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend import defaults, observability
@@ -27,7 +29,7 @@ from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SceneFile, utc_now
 from backend.services import reputation, spot_checks
-from backend.services.frame_transitions import open_lease, transition_frame
+from backend.services.frame_transitions import record_next_attempt, transition_frame
 from shared.protocol import IDLE_POLL_INTERVAL_S
 from shared.states import (
     LIVE_FRAME_STATES,
@@ -41,44 +43,80 @@ from shared.states import (
 
 log = logging.getLogger(__name__)
 ONLINE_COUNT_TTL_S = 5.0
+JOB_TERMS_CACHE_SIZE = 4096  # jobs whose terms a process keeps
 
 
 @dataclass(frozen=True)
 class Claim:
-    attempt: Attempt
-    frame: Frame
-    job: Job
+    attempt_id: int
+    frame_number: int
     assignment: dict[str, Any]  # what the node is told (``AssignmentOut``)
-    kind: AssignmentKind = AssignmentKind.FRAME
-    crops: list[list[float]] | None = None  # render borders, for a spot check
+
+
+@dataclass(frozen=True)
+class _JobTerms:
+    """What a node is told about a job, the same for each of its frames (fixed once the
+    job is created, so a process keeps them instead of reading the job per claim)."""
+
+    job_id: str
+    artist_address: str
+    scene_sha256: str
+    scene_size_bytes: int
+    settings: tuple[tuple[str, Any], ...]
+
+
+_job_terms_lock = threading.Lock()
+
+
+def _job_terms(job_id: str) -> _JobTerms:
+    cache = current_app.extensions.setdefault("ronrender_job_terms", LRUCache(maxsize=JOB_TERMS_CACHE_SIZE))
+    with _job_terms_lock:
+        terms = cache.get(job_id)
+    if terms is None:
+        job, scene_size_bytes = db.session.execute(
+            select(Job, SceneFile.size_bytes)
+            .join(SceneFile, SceneFile.sha256 == Job.scene_sha256)
+            .where(Job.id == job_id)
+        ).one()
+        terms = _JobTerms(
+            job_id=job.id,
+            artist_address=job.artist_address,
+            scene_sha256=job.scene_sha256,
+            scene_size_bytes=scene_size_bytes,
+            settings=(
+                ("output_format", job.output_format),
+                ("engine", job.engine),
+                ("samples", job.samples),
+                ("resolution_percentage", job.resolution_percentage),
+                ("width", job.output_width),
+                ("height", job.output_height),
+            ),
+        )
+        with _job_terms_lock:
+            cache[job_id] = terms
+    return terms
 
 
 def _assignment(
-    attempt: Attempt,
+    attempt_id: int,
+    lease_token: str,
     frame_number: int,
-    job: Job,
-    scene_size_bytes: int,
+    job_id: str,
     kind: AssignmentKind = AssignmentKind.FRAME,
     crops: list[list[float]] | None = None,
 ) -> dict[str, Any]:
+    terms = _job_terms(job_id)
     return {
         "kind": kind,
         "crops": crops or [],
-        "attempt_id": attempt.id,
-        "lease_token": attempt.lease_token,
-        "artist_address": job.artist_address,
-        "job_id": job.id,
+        "attempt_id": attempt_id,
+        "lease_token": lease_token,
+        "artist_address": terms.artist_address,
+        "job_id": terms.job_id,
         "frame_number": frame_number,
-        "scene_sha256": job.scene_sha256,
-        "scene_size_bytes": scene_size_bytes,
-        "settings": {
-            "output_format": job.output_format,
-            "engine": job.engine,
-            "samples": job.samples,
-            "resolution_percentage": job.resolution_percentage,
-            "width": job.output_width,
-            "height": job.output_height,
-        },
+        "scene_sha256": terms.scene_sha256,
+        "scene_size_bytes": terms.scene_size_bytes,
+        "settings": dict(terms.settings),
         "time_limit_s": current_app.config["RONRENDER_FRAME_TIME_LIMIT_S"],
     }
 
@@ -186,20 +224,21 @@ def claim_frame(
     if checked is not None:
         spot_check, attempt = checked
         frame = spot_check.frame
-        kind, crops = AssignmentKind.SPOT_CHECK, spot_check.crops
-        return Claim(
-            attempt=attempt,
-            frame=frame,
-            job=frame.job,
-            assignment=_assignment(attempt, frame.number, frame.job, frame.job.scene.size_bytes, kind, crops),
-            kind=kind,
-            crops=crops,
+        assignment = _assignment(
+            attempt.id,
+            attempt.lease_token,
+            frame.number,
+            frame.job_id,
+            AssignmentKind.SPOT_CHECK,
+            spot_check.crops,
         )
-    for frame_id, job_id in _pending_frames(node, exclude_job_ids, exclude_artists):
+        return Claim(attempt_id=attempt.id, frame_number=frame.number, assignment=assignment)
+    node_id = node.id
+    for frame_id, frame_number, job_id in _pending_frames(node, exclude_job_ids, exclude_artists):
         starts = FrameState.RENDERING if job_id == continuing_job_id else FrameState.ASSIGNED
-        if not transition_frame(frame_id, starts, expect=[FrameState.PENDING]):
-            continue
-        return _lease(node, frame_id, now, handed_with)
+        claim = _lease(node_id, frame_id, frame_number, job_id, starts, now, handed_with)
+        if claim is not None:
+            return claim
     db.session.commit()
     return None
 
@@ -229,83 +268,100 @@ def handed_assignment(attempt_id: int) -> dict[str, Any] | None:
     if attempt is None or attempt.outcome != AttemptOutcome.OPEN:
         return None
     frame = attempt.frame
-    job = frame.job
     if spot_checks.holds_live_check(attempt):
         crops = spot_checks.checked_by(attempt).crops  # type: ignore[union-attr]
-        return _assignment(attempt, frame.number, job, job.scene.size_bytes, AssignmentKind.SPOT_CHECK, crops)
+        kind = AssignmentKind.SPOT_CHECK
+        return _assignment(attempt.id, attempt.lease_token, frame.number, frame.job_id, kind, crops)
     if frame.current_attempt_id != attempt.id or frame.state not in LIVE_FRAME_STATES:
         return None
-    return _assignment(attempt, frame.number, job, job.scene.size_bytes)
+    return _assignment(attempt.id, attempt.lease_token, frame.number, frame.job_id)
 
 
 def _pending_frames(
     node: Node, exclude_job_ids: list[str] | None, exclude_artists: list[str] | None
-) -> Iterator[tuple[int, str]]:
-    """(frame id, job id) to try, best first: handed-back frames (priority 1) before fresh ones, older
-    jobs first, lowest frame number first.
+) -> Iterator[tuple[int, int, str]]:
+    """(frame id, frame number, job id) to try, best first: handed-back frames (priority 1)
+    before fresh ones, older jobs first, lowest frame number first.
 
     Index-backed on both databases: one query finds the rendering jobs that fit and still
-    have pending frames (a probe of ix_frames_claim per job), then each job's next frame is
-    one range scan of that index. On PostgreSQL the frame row is locked with SKIP LOCKED,
-    so racing claims take different frames without waiting.
+    have pending frames, and which of them have handed-back ones (probes of ix_frames_claim
+    per job); then a job's next frame of a priority is one range scan of that index, made
+    only for a priority the job has. On PostgreSQL the frame row is locked with SKIP
+    LOCKED, so racing claims take different frames without waiting.
     """
-    has_pending = select(Frame.id).where(Frame.job_id == Job.id, Frame.state == FrameState.PENDING).exists()
+
+    def pending(*priority: Any) -> Any:
+        return select(Frame.id).where(Frame.job_id == Job.id, Frame.state == FrameState.PENDING, *priority)
+
     jobs = (
-        select(Job.id)
-        .where(Job.state == JobState.RENDERING, _fits(node), has_pending, Job.id.not_in(_blocked_jobs(node)))
+        select(Job.id, pending(Frame.priority == 1).exists().label("has_retries"))
+        .where(
+            Job.state == JobState.RENDERING,
+            _fits(node),
+            pending().exists(),
+            Job.id.not_in(_blocked_jobs(node)),
+        )
         .order_by(Job.created_at)
     )
     if exclude_job_ids:
         jobs = jobs.where(Job.id.not_in(exclude_job_ids))
     if exclude_artists:
         jobs = jobs.where(func.lower(Job.artist_address).not_in([a.lower() for a in exclude_artists]))
-    job_ids = db.session.scalars(jobs).all()
+    rows = db.session.execute(jobs).all()
     reputable = reputation.score(node) >= defaults.REPUTATION_FOR_RETRIES
-    for priority in (1, 0) if reputable else (0,):
-        for job_id in job_ids:
-            frames = (
-                select(Frame.id)
-                .where(Frame.job_id == job_id, Frame.state == FrameState.PENDING, Frame.priority == priority)
-                .order_by(Frame.number)
-            )
-            if db.engine.dialect.name == "postgresql":
-                # Lock only the one frame we take; racing claims skip it and take the next.
-                frames = frames.limit(1).with_for_update(skip_locked=True)
-            else:
-                frames = frames.limit(defaults.CLAIM_CANDIDATES)
-            yield from ((frame_id, job_id) for frame_id in db.session.scalars(frames).all())
+    probes = [(row.id, 1) for row in rows if reputable and row.has_retries] + [(row.id, 0) for row in rows]
+    for job_id, priority in probes:
+        frames = (
+            select(Frame.id, Frame.number)
+            .where(Frame.job_id == job_id, Frame.state == FrameState.PENDING, Frame.priority == priority)
+            .order_by(Frame.number)
+        )
+        if db.engine.dialect.name == "postgresql":
+            # Lock only the one frame we take; racing claims skip it and take the next.
+            frames = frames.limit(1).with_for_update(skip_locked=True)
+        else:
+            frames = frames.limit(defaults.CLAIM_CANDIDATES)
+        yield from ((frame_id, number, job_id) for frame_id, number in db.session.execute(frames).all())
 
 
-def _lease(node: Node, frame_id: int, now: datetime, handed_with: int | None = None) -> Claim:
-    """A new lease on a frame just moved to ASSIGNED (or straight to RENDERING)."""
-    node_id = node.id  # read before the commit expires the row
-    attempt = open_lease(node_id, frame_id, now, handed_with=handed_with)
-    db.session.execute(
-        update(Frame)
-        .where(Frame.id == frame_id)
-        .values(current_attempt_id=attempt.id)
-        .execution_options(synchronize_session=False)
-    )
-    # One read for all the node is told, made before the commit expires the rows.
-    frame, job, scene_size_bytes = db.session.execute(
-        select(Frame, Job, SceneFile.size_bytes)
-        .join(Job, Job.id == Frame.job_id)
-        .join(SceneFile, SceneFile.sha256 == Job.scene_sha256)
-        .where(Frame.id == frame_id)
-        .execution_options(populate_existing=True)
-    ).one()
-    assignment = _assignment(attempt, frame.number, job, scene_size_bytes)
+def _lease(
+    node_id: str,
+    frame_id: int,
+    frame_number: int,
+    job_id: str,
+    starts: FrameState,
+    now: datetime,
+    handed_with: int | None,
+) -> Claim | None:
+    """A new lease on the frame, if it is still PENDING (None if another claim took it).
+
+    The attempt is written first, so the guarded move out of PENDING also names it: one
+    statement fewer than moving the frame and then pointing it at its attempt."""
+    lease_token = secrets.token_hex(32)
+    lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
+    attempt_id = db.session.execute(
+        insert(Attempt.__table__)
+        .values(
+            frame_id=frame_id,
+            node_id=node_id,
+            lease_token=lease_token,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+        )
+        .returning(Attempt.__table__.c.id)
+    ).scalar_one()
+    if not transition_frame(frame_id, starts, expect=[FrameState.PENDING], current_attempt_id=attempt_id):
+        db.session.execute(delete(Attempt.__table__).where(Attempt.__table__.c.id == attempt_id))
+        return None
+    if handed_with is not None:
+        record_next_attempt(handed_with, attempt_id)
+    assignment = _assignment(attempt_id, lease_token, frame_number, job_id)
     db.session.commit()
     log.info(
         "frame assigned",
-        extra={
-            "job_id": assignment["job_id"],
-            "frame": assignment["frame_number"],
-            "node_id": node_id,
-            "attempt_id": assignment["attempt_id"],
-        },
+        extra={"job_id": job_id, "frame": frame_number, "node_id": node_id, "attempt_id": attempt_id},
     )
-    return Claim(attempt=attempt, frame=frame, job=job, assignment=assignment)
+    return Claim(attempt_id=attempt_id, frame_number=frame_number, assignment=assignment)
 
 
 _online_count_lock = threading.Lock()

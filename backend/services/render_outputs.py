@@ -13,23 +13,21 @@ from sqlalchemy import update
 from backend import queues
 from backend.errors import LeaseNotHeld, NotFound
 from backend.extensions import db
-from backend.models import Attempt, Frame, utc_now
+from backend.models import Attempt, utc_now
 from backend.services import job_lifecycle, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
 from shared.states import LIVE_FRAME_STATES, AttemptOutcome, FrameState
 
 
-def live_attempt(attempt_id: int, lease_token: str, *, fresh: bool = False) -> Attempt:
-    """The attempt, if its lease is still held by the bearer of ``lease_token``; ``fresh``
-    reads the attempt and its frame again (another process may have moved them meanwhile)."""
-    attempt = db.session.get(Attempt, attempt_id, populate_existing=fresh)
+def live_attempt(attempt_id: int, lease_token: str) -> Attempt:
+    """The attempt, if its lease is still held by the bearer of ``lease_token``."""
+    attempt = db.session.get(Attempt, attempt_id)
     if attempt is None:
         raise NotFound(f"no attempt {attempt_id}")
     if not secrets.compare_digest(attempt.lease_token, lease_token or ""):
         raise LeaseNotHeld("the lease token does not match this attempt")
-    frame = db.session.get(Frame, attempt.frame_id, populate_existing=fresh)
-    assert frame is not None  # a foreign key
+    frame = attempt.frame
     if (
         attempt.outcome != AttemptOutcome.OPEN
         or frame.current_attempt_id != attempt.id
@@ -57,20 +55,21 @@ def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Recei
     """Store a render output under a live lease and queue its verification. The same
     upload repeated (the node never got the first answer) is answered again, not refused."""
     try:
-        live_attempt(attempt_id, lease_token)  # refused before the body is read
+        attempt = live_attempt(attempt_id, lease_token)  # refused before the body is read
     except LeaseNotHeld:
         repeated = _repeated_upload(attempt_id, lease_token, stream)
         if repeated is None:
             raise
         return repeated
+    frame_id, job_id = attempt.frame_id, attempt.frame.job_id  # read before the writes expire them
     stored = storage().save_stream(stream, current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"])
     try:
-        attempt = live_attempt(attempt_id, lease_token, fresh=True)  # the upload may have taken long
-        # Both writes are guarded: a sweep or another node's claim between the read above
-        # and here (the lease expired, the frame was leased again) refuses the upload.
+        # Both writes are guarded, the lease's expiry included: a sweep or another node's
+        # claim while the bytes arrived (the lease expired, the frame was leased again)
+        # refuses the upload, with no second read of the rows.
         moved = transition_frame(
-            attempt.frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES, held_by=attempt.id
-        ) and _finish_open_attempt(attempt.id, stored.sha256)
+            frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES, held_by=attempt_id
+        ) and _finish_open_attempt(attempt_id, stored.sha256)
         if not moved:
             raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
     except Exception:
@@ -78,7 +77,7 @@ def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Recei
         if stored.newly_stored:
             storage().delete(stored.sha256)
         raise
-    received = ReceivedOutput(attempt.id, AttemptOutcome.UPLOADED, stored.sha256, attempt.frame.job_id)
+    received = ReceivedOutput(attempt_id, AttemptOutcome.UPLOADED, stored.sha256, job_id)
     db.session.commit()
     queues.enqueue_verification(received.id)
     return received
@@ -110,13 +109,17 @@ def _repeated_upload(attempt_id: int, lease_token: str, stream: BinaryIO) -> Rec
 
 
 def _finish_open_attempt(attempt_id: int, output_sha256: str) -> bool:
-    """OPEN -> UPLOADED with its output, in one guarded UPDATE; False if no longer OPEN."""
+    """OPEN -> UPLOADED with its output, in one guarded UPDATE; False if no longer OPEN or
+    its lease has expired."""
+    now = utc_now()
     finished = db.session.execute(
         update(Attempt)
-        .where(Attempt.id == attempt_id, Attempt.outcome == AttemptOutcome.OPEN)
-        .values(
-            outcome=AttemptOutcome.UPLOADED, output_sha256=output_sha256, progress=1.0, ended_at=utc_now()
+        .where(
+            Attempt.id == attempt_id,
+            Attempt.outcome == AttemptOutcome.OPEN,
+            Attempt.lease_expires_at >= now,
         )
+        .values(outcome=AttemptOutcome.UPLOADED, output_sha256=output_sha256, progress=1.0, ended_at=now)
         .execution_options(synchronize_session=False)
     )
     return finished.rowcount == 1

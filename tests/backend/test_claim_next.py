@@ -84,8 +84,9 @@ def test_a_suspended_node_uploads_but_is_handed_nothing(
 def test_an_upload_is_refused_when_its_lease_is_retaken_during_it(
     app, client, run_workers, scene_files, tmp_path, escrow, monkeypatch
 ):
-    """The sweep and another node's claim land between the upload's last read and its write:
-    the guarded writes see it, so the frame is not marked uploaded for the wrong lease."""
+    """The sweep and another node's claim land while the upload's bytes arrive, between its
+    read of the lease and its writes: the guarded writes see it, so the frame is not marked
+    uploaded for the wrong lease."""
     from sqlalchemy import text
 
     from backend.extensions import db
@@ -94,12 +95,16 @@ def test_an_upload_is_refused_when_its_lease_is_retaken_during_it(
     job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
     node = register(client)
     assignment = claim(client, node)
-    read = render_outputs.live_attempt
+    attempt_id = assignment["attempt_id"]
+    real_storage = render_outputs.storage()
 
-    def read_then_lose_the_lease(attempt_id, lease_token, *, fresh=False):
-        attempt = read(attempt_id, lease_token, fresh=fresh)
-        if fresh:  # what the sweeper and a second claim commit meanwhile
-            with db.engine.begin() as other:
+    class LeaseLostWhileStoring:
+        def __getattr__(self, name):
+            return getattr(real_storage, name)
+
+        def save_stream(self, *args, **kwargs):
+            stored = real_storage.save_stream(*args, **kwargs)
+            with db.engine.begin() as other:  # what the sweeper and a second claim commit meanwhile
                 other.execute(
                     text("UPDATE attempts SET outcome = 'EXPIRED' WHERE id = :id"), {"id": attempt_id}
                 )
@@ -115,13 +120,13 @@ def test_an_upload_is_refused_when_its_lease_is_retaken_during_it(
                 other.execute(
                     text(
                         "UPDATE frames SET current_attempt_id = :retaken, state = 'ASSIGNED'"
-                        " WHERE id = :frame"
+                        " WHERE id = (SELECT frame_id FROM attempts WHERE id = :id)"
                     ),
-                    {"retaken": retaken, "frame": attempt.frame_id},
+                    {"retaken": retaken, "id": attempt_id},
                 )
-        return attempt
+            return stored
 
-    monkeypatch.setattr(render_outputs, "live_attempt", read_then_lose_the_lease)
+    monkeypatch.setattr(render_outputs, "storage", LeaseLostWhileStoring)
     answer = put_output(client, assignment, noise_png(tmp_path / "late.png", 64, 36), claim_next=True)
     assert answer.status_code == 409, answer.json
     assert frame_states(client, job["id"]) == {1: "ASSIGNED"}
@@ -153,3 +158,39 @@ def test_an_upload_repeated_after_a_lost_answer_gets_the_same_answer(
     assert late.status_code == 202 and late.json["next"] is None  # that lease is no longer held
     run_workers()
     assert sorted(frame_states(client, job["id"]).values()) == ["PENDING", "VERIFIED", "VERIFIED"]
+
+
+def test_an_upload_is_refused_when_its_lease_expires_during_it(
+    app, client, run_workers, scene_files, tmp_path, escrow, monkeypatch
+):
+    """The lease runs out while the bytes arrive (no sweep has seen it yet): the upload's
+    guarded write checks the expiry, so a late upload is not accepted."""
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from backend.extensions import db
+    from backend.models import utc_now
+    from backend.services import render_outputs
+
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    assignment = claim(client, register(client))
+    real_storage = render_outputs.storage()
+
+    class LeaseRunsOutWhileStoring:
+        def __getattr__(self, name):
+            return getattr(real_storage, name)
+
+        def save_stream(self, *args, **kwargs):
+            stored = real_storage.save_stream(*args, **kwargs)
+            with db.engine.begin() as other:
+                other.execute(
+                    text("UPDATE attempts SET lease_expires_at = :past WHERE id = :id"),
+                    {"past": utc_now() - timedelta(seconds=1), "id": assignment["attempt_id"]},
+                )
+            return stored
+
+    monkeypatch.setattr(render_outputs, "storage", LeaseRunsOutWhileStoring)
+    answer = put_output(client, assignment, noise_png(tmp_path / "late.png", 64, 36), claim_next=True)
+    assert answer.status_code == 409, answer.json
+    assert frame_states(client, job["id"]) == {1: "ASSIGNED"}

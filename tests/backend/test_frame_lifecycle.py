@@ -67,7 +67,7 @@ def test_concurrent_claims_never_share_a_frame(app, client, run_workers, scene_f
                 barrier.wait()
                 claimed = matchmaker.claim_frame(matchmaker.get_node(node_id))
                 if claimed is not None:
-                    won.append(claimed.frame.number)
+                    won.append(claimed.frame_number)
         except BaseException as error:
             errors.append(error)
 

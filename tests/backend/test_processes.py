@@ -46,7 +46,7 @@ def _in_child(config: dict[str, Any], action: str, argument: Any, start: Any) ->
         if action == "claim":
             won = []
             while (claimed := matchmaker.claim_frame(matchmaker.get_node(argument))) is not None:
-                won.append(claimed.frame.number)
+                won.append(claimed.frame_number)
             return won
         if action == "sweep":
             report = sweep.sweep(now=argument)

@@ -132,7 +132,7 @@ def test_retried_frames_go_only_to_reputable_nodes(app, client, run_workers, sce
     shaky.frames_dropped = 1  # score 10/13: below the bar for retries, above suspension
     db.session.commit()
     claimed = claim_frame(shaky)
-    assert claimed.frame.number != first["frame_number"]  # gets the fresh frame, not the retry
+    assert claimed.frame_number != first["frame_number"]  # gets the fresh frame, not the retry
     steady = claim(client, register(client, name="steady"))
     assert steady["frame_number"] == first["frame_number"]
 
