@@ -9,6 +9,7 @@ not even contend; SQLite serialises writers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import secrets
@@ -21,7 +22,7 @@ from typing import Any
 
 from cachetools import LRUCache
 from flask import current_app
-from sqlalchemy import and_, delete, false, func, insert, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend import defaults, observability
@@ -167,33 +168,65 @@ def get_node(node_id: str) -> Node:
     return node
 
 
-def _fits(node: Node) -> Any:
-    """SQL condition: the job's requirements are met by this node."""
+def _fits() -> Any:
+    """SQL condition: the job's requirements are met by the node whose values are bound
+    (``memory_bytes``, ``gpu_memory_bytes``: -1 without a GPU, ``blender_version_number``)."""
     on_cpu = and_(
         Job.required_device.in_([DeviceType.ANY, DeviceType.CPU]),
-        Job.required_memory_bytes <= node.memory_bytes,
+        Job.required_memory_bytes <= bindparam("memory_bytes"),
     )
-    on_gpu = (
-        and_(
-            Job.required_device.in_([DeviceType.ANY, DeviceType.GPU]),
-            Job.required_memory_bytes <= node.max_gpu_memory_bytes,
-        )
-        if node.gpus
-        else false()
+    on_gpu = and_(
+        Job.required_device.in_([DeviceType.ANY, DeviceType.GPU]),
+        Job.required_memory_bytes <= bindparam("gpu_memory_bytes"),
     )
-    return and_(or_(on_cpu, on_gpu), Job.min_blender_version <= node.blender_version_number)
+    return and_(or_(on_cpu, on_gpu), Job.min_blender_version <= bindparam("blender_version_number"))
 
 
-def _blocked_jobs(node: Node) -> Any:
-    """Jobs this node missed too often (failed, rejected, dropped or timed out): it gets no more of them."""
+def _blocked_jobs() -> Any:
+    """Jobs the node ``node_id`` missed too often (failed, rejected, dropped or timed out):
+    it gets no more of them."""
     misses = [AttemptOutcome.FAILED, AttemptOutcome.REJECTED, AttemptOutcome.EXPIRED]
     return (
         select(Frame.job_id)
         .join(Attempt, Attempt.frame_id == Frame.id)
-        .where(Attempt.node_id == node.id, Attempt.outcome.in_(misses))
+        .where(Attempt.node_id == bindparam("node_id"), Attempt.outcome.in_(misses))
         .group_by(Frame.job_id)
         .having(func.count() >= defaults.JOB_BLOCKLIST_AFTER_FAILURES)
     )
+
+
+@functools.cache
+def _claimable_jobs() -> Select[Any]:
+    """The rendering jobs that fit the node and still have pending frames, oldest first, and
+    whether each has handed-back ones. Built once: a claim binds only the node's values."""
+
+    def pending(*priority: Any) -> Any:
+        return select(Frame.id).where(Frame.job_id == Job.id, Frame.state == FrameState.PENDING, *priority)
+
+    return (
+        select(Job.id, pending(Frame.priority == 1).exists().label("has_retries"))
+        .where(Job.state == JobState.RENDERING, _fits(), pending().exists(), Job.id.not_in(_blocked_jobs()))
+        .order_by(Job.created_at)
+    )
+
+
+@functools.cache
+def _next_pending_frames(postgres: bool) -> Select[Any]:
+    """A job's next pending frames of a priority (``job_id``, ``priority`` bound): one range
+    scan of ix_frames_claim. On PostgreSQL only the one frame taken is locked, with SKIP
+    LOCKED, so racing claims take the next one without waiting."""
+    frames = (
+        select(Frame.id, Frame.number)
+        .where(
+            Frame.job_id == bindparam("job_id"),
+            Frame.state == FrameState.PENDING,
+            Frame.priority == bindparam("priority"),
+        )
+        .order_by(Frame.number)
+    )
+    if postgres:
+        return frames.limit(1).with_for_update(skip_locked=True)
+    return frames.limit(defaults.CLAIM_CANDIDATES)
 
 
 @observability.CLAIM_SECONDS.time()
@@ -286,42 +319,27 @@ def _pending_frames(
     Index-backed on both databases: one query finds the rendering jobs that fit and still
     have pending frames, and which of them have handed-back ones (probes of ix_frames_claim
     per job); then a job's next frame of a priority is one range scan of that index, made
-    only for a priority the job has. On PostgreSQL the frame row is locked with SKIP
-    LOCKED, so racing claims take different frames without waiting.
+    only for a priority the job has. Both statements are built once per process.
     """
 
-    def pending(*priority: Any) -> Any:
-        return select(Frame.id).where(Frame.job_id == Job.id, Frame.state == FrameState.PENDING, *priority)
-
-    jobs = (
-        select(Job.id, pending(Frame.priority == 1).exists().label("has_retries"))
-        .where(
-            Job.state == JobState.RENDERING,
-            _fits(node),
-            pending().exists(),
-            Job.id.not_in(_blocked_jobs(node)),
-        )
-        .order_by(Job.created_at)
-    )
+    jobs = _claimable_jobs()
     if exclude_job_ids:
         jobs = jobs.where(Job.id.not_in(exclude_job_ids))
     if exclude_artists:
         jobs = jobs.where(func.lower(Job.artist_address).not_in([a.lower() for a in exclude_artists]))
-    rows = db.session.execute(jobs).all()
+    node_values = {
+        "node_id": node.id,
+        "memory_bytes": node.memory_bytes,
+        "gpu_memory_bytes": node.max_gpu_memory_bytes if node.gpus else -1,  # no job fits on none
+        "blender_version_number": node.blender_version_number,
+    }
+    rows = db.session.execute(jobs, node_values).all()
     reputable = reputation.score(node) >= defaults.REPUTATION_FOR_RETRIES
     probes = [(row.id, 1) for row in rows if reputable and row.has_retries] + [(row.id, 0) for row in rows]
+    next_frames = _next_pending_frames(db.engine.dialect.name == "postgresql")
     for job_id, priority in probes:
-        frames = (
-            select(Frame.id, Frame.number)
-            .where(Frame.job_id == job_id, Frame.state == FrameState.PENDING, Frame.priority == priority)
-            .order_by(Frame.number)
-        )
-        if db.engine.dialect.name == "postgresql":
-            # Lock only the one frame we take; racing claims skip it and take the next.
-            frames = frames.limit(1).with_for_update(skip_locked=True)
-        else:
-            frames = frames.limit(defaults.CLAIM_CANDIDATES)
-        yield from ((frame_id, number, job_id) for frame_id, number in db.session.execute(frames).all())
+        found = db.session.execute(next_frames, {"job_id": job_id, "priority": priority}).all()
+        yield from ((frame_id, number, job_id) for frame_id, number in found)
 
 
 def _lease(

@@ -20,6 +20,7 @@ release always pays the node that rendered the frame.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import secrets
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 
 from backend import defaults, queues
 from backend.errors import LeaseNotHeld, NotFound, RonRenderError
@@ -146,31 +147,19 @@ def claim_spot_check(
     """Give the node a PENDING spot check of another wallet's frame, under a new lease."""
     if not can_check_on_cpu(node):
         return None
-    uploader = Node.__table__.alias("uploader")
-    candidates = (
-        select(SpotCheck.id)
-        .join(Frame, Frame.id == SpotCheck.frame_id)
-        .join(Job, Job.id == Frame.job_id)
-        .join(Attempt, Attempt.id == SpotCheck.checked_attempt_id)
-        .join(uploader, uploader.c.id == Attempt.node_id)
-        .where(
-            SpotCheck.state == SpotCheckState.PENDING,
-            Frame.state == FrameState.CHECKING,
-            Job.state == JobState.RENDERING,
-            Job.required_memory_bytes <= node.memory_bytes,
-            uploader.c.id != node.id,
-            uploader.c.blender_version == node.blender_version,
-        )
-        .order_by(SpotCheck.created_at)
-        .limit(OFFER_CANDIDATES)
-    )
+    candidates = _offerable_checks()
     if exclude_job_ids:
         candidates = candidates.where(Frame.job_id.not_in(exclude_job_ids))
     if exclude_artists:
         candidates = candidates.where(
             func.lower(Job.artist_address).not_in([a.lower() for a in exclude_artists])
         )
-    for spot_check_id in db.session.scalars(candidates).all():
+    node_values = {
+        "node_id": node.id,
+        "memory_bytes": node.memory_bytes,
+        "blender_version": node.blender_version,
+    }
+    for spot_check_id in db.session.scalars(candidates, node_values).all():
         spot_check = db.session.get(SpotCheck, spot_check_id)
         assert spot_check is not None
         if not _may_check(node, spot_check.checked_attempt.node, _first_checker(spot_check)):
@@ -190,6 +179,30 @@ def claim_spot_check(
         log.info("spot check assigned", extra={**_ids(spot_check.checked_attempt), "checker": node.id})
         return spot_check, attempt
     return None
+
+
+@functools.cache
+def _offerable_checks() -> Select[Any]:
+    """PENDING spot checks the node whose values are bound (``node_id``, ``memory_bytes``,
+    ``blender_version``) could take, oldest first. Built once: every claim asks it."""
+    uploader = Node.__table__.alias("uploader")
+    return (
+        select(SpotCheck.id)
+        .join(Frame, Frame.id == SpotCheck.frame_id)
+        .join(Job, Job.id == Frame.job_id)
+        .join(Attempt, Attempt.id == SpotCheck.checked_attempt_id)
+        .join(uploader, uploader.c.id == Attempt.node_id)
+        .where(
+            SpotCheck.state == SpotCheckState.PENDING,
+            Frame.state == FrameState.CHECKING,
+            Job.state == JobState.RENDERING,
+            Job.required_memory_bytes <= bindparam("memory_bytes"),
+            uploader.c.id != bindparam("node_id"),
+            uploader.c.blender_version == bindparam("blender_version"),
+        )
+        .order_by(SpotCheck.created_at)
+        .limit(OFFER_CANDIDATES)
+    )
 
 
 def _first_checker(spot_check: SpotCheck) -> Node | None:
