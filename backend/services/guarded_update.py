@@ -28,11 +28,11 @@ def move_state(
     one sees True. A loaded copy of the row is expired, so it is read again only if
     used. The caller commits.
     """
+    table = model.__table__  # a Core UPDATE: the ORM's bulk-update bookkeeping is not needed here
     result = db.session.execute(
-        update(model)
-        .where(model.id == row_id, model.state.in_(list(from_states)), *also_where)
+        update(table)
+        .where(table.c.id == row_id, table.c.state.in_(list(from_states)), *also_where)
         .values(state=to_state, **values)
-        .execution_options(synchronize_session=False)
     )
     moved = result.rowcount == 1
     if moved:
