@@ -50,6 +50,7 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RONRENDER_SPOT_CHECK_RATE_NEW_NODES": float(
             env.get("RONRENDER_SPOT_CHECK_RATE_NEW_NODES", defaults.SPOT_CHECK_RATE_NEW_NODES)
         ),
+        "RONRENDER_RELEASE_WINDOW_S": float(env.get("RONRENDER_RELEASE_WINDOW_S", defaults.RELEASE_WINDOW_S)),
         "RONRENDER_SPOT_CHECK_WAIT_S": float(
             env.get("RONRENDER_SPOT_CHECK_WAIT_S", defaults.SPOT_CHECK_WAIT_S)
         ),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
+
 from flask import current_app
 from redis import Redis
 from rq import Queue, Retry
 
 from backend import defaults
+
+RELEASES_DUE_GRACE_S = 30  # how long past its window a waiting send is trusted to come
 
 
 def redis_connection() -> Redis:
@@ -54,7 +59,28 @@ def enqueue_escrow_lock(job_id: str) -> None:
 
 
 def enqueue_releases(job_id: str) -> None:
-    get_queue(defaults.ESCROW_QUEUE).enqueue("backend.tasks.send_releases", job_id, retry=_escrow_retry())
+    """Queue the send of the job's recorded releases. With a release window, the send waits
+    that long and one waits per job, so the frames verified meanwhile share a transaction."""
+    window_s = current_app.config["RONRENDER_RELEASE_WINDOW_S"]
+    queue = get_queue(defaults.ESCROW_QUEUE)
+    if window_s <= 0:
+        queue.enqueue("backend.tasks.send_releases", job_id, retry=_escrow_retry())
+        return
+    # Expires on its own: a send lost with Redis does not hold back the next one for long.
+    waiting_s = math.ceil(window_s) + RELEASES_DUE_GRACE_S
+    if redis_connection().set(_releases_due_key(job_id), 1, nx=True, ex=waiting_s):
+        queue.enqueue_in(
+            timedelta(seconds=window_s), "backend.tasks.send_releases", job_id, retry=_escrow_retry()
+        )
+
+
+def releases_taken(job_id: str) -> None:
+    """A send of the job's releases starts: releases recorded from now on queue another."""
+    redis_connection().delete(_releases_due_key(job_id))
+
+
+def _releases_due_key(job_id: str) -> str:
+    return f"{current_app.config['RONRENDER_QUEUE_PREFIX']}:releases-due:{job_id}"
 
 
 def enqueue_job_settlement(job_id: str) -> None:

@@ -69,9 +69,11 @@ def lock_job_escrow(job_id: str) -> None:
 
 
 def send_releases(job_id: str) -> None:
+    from backend import queues
     from backend.services import payments
 
     with _app_context():
+        queues.releases_taken(job_id)
         payments.send_releases(job_id)
 
 

@@ -34,6 +34,10 @@ LOCAL_KEYSTORE_PASSWORD = "local-farm"
 ARTIST_DEPOSIT_RON = "100"
 # Dev accounts: 0 owns the contract, 1 operates it, 2 takes the fee, 3 is the artist, 4+ are nodes.
 OWNER, OPERATOR, FEE_RECIPIENT, ARTIST, FIRST_NODE = range(5)
+# The nodes render on this same machine: the farm's background work (verification,
+# payments, analysis, sweeps) yields the CPU to Blender, and fills the moments it leaves
+# idle. The web tier stays at 0: a node's upload and claim wait on it between frames.
+BACKGROUND_NICENESS = int(os.environ.get("RONRENDER_LOCAL_BACKGROUND_NICENESS", "5"))
 
 
 class LocalFarm:
@@ -106,7 +110,9 @@ class LocalFarm:
     ) -> None:
         self.stop()
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], *, niceness: int = 0) -> None:
+        if niceness:
+            argv = ["nice", "-n", str(niceness), *argv]
         self.commands[name] = argv
         with open(self.log_dir / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(
@@ -157,8 +163,9 @@ class LocalFarm:
                     "--with-scheduler",
                     *queues,
                 ],
+                niceness=BACKGROUND_NICENESS,
             )  # fmt: skip
-        self._spawn("sweeper", [str(VENV_BIN / "ronrender-sweeper")])
+        self._spawn("sweeper", [str(VENV_BIN / "ronrender-sweeper")], niceness=BACKGROUND_NICENESS)
         self._wait_for_backend()
         self._fund_artist()
         for index in range(self.nodes):

@@ -166,6 +166,8 @@ def app(database_url: str, tmp_path: Path, chain: LocalChain, escrow: dict[str, 
             # spot checks hold frames back; tests/backend/test_spot_checks.py turns them on
             "RONRENDER_SPOT_CHECK_RATE": 0.0,
             "RONRENDER_SPOT_CHECK_RATE_NEW_NODES": 0.0,
+            # releases go at once, so burst workers send them; test_escrow_flow.py tests the window
+            "RONRENDER_RELEASE_WINDOW_S": 0.0,
         }
     )
     with app.app_context():

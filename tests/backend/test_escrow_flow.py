@@ -164,6 +164,42 @@ def test_a_crash_after_recording_a_release_resends_the_same_transaction(
     assert tx_hash in on_chain["tx_hashes"]
 
 
+def test_frames_verified_within_the_release_window_share_one_transaction(
+    app, client, run_workers, scene_files, tmp_path, escrow, monkeypatch
+):
+    from rq.registry import ScheduledJobRegistry
+
+    from backend import defaults
+    from backend.queues import get_queue
+
+    monkeypatch.setitem(app.config, "RONRENDER_RELEASE_WINDOW_S", 2.0)
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=3)
+    node = register(client)
+    for number in (1, 2):
+        assignment = claim(client, node)
+        put_output(client, assignment, noise_png(tmp_path / f"{number}.png", 64, 36, seed=number))
+        verification.verify_attempt(assignment["attempt_id"])  # records the frame's release
+    escrow_queue = get_queue(defaults.ESCROW_QUEUE)
+    waiting = ScheduledJobRegistry(queue=escrow_queue)
+    assert escrow_queue.count == 0 and len(waiting.get_job_ids()) == 1  # one send waits for both
+
+    send = escrow_queue.fetch_job(waiting.get_job_ids()[0])
+    waiting.remove(send)
+    escrow_queue.enqueue_job(send)  # as the scheduler does once the window is over
+    run_workers()
+    released = db.session.query(Payment).filter_by(kind="RELEASE").all()
+    assert len(released) == 2 and {p.state for p in released} == {"CONFIRMED"}
+    assert len({p.tx_hash for p in released}) == 1
+    on_chain = client.get(f"{JOBS}/{job['id']}/escrow").json
+    two_frames = str(2 * int(job["price_per_frame_wei"]))
+    assert on_chain["paid_wei_by_node"] == {escrow["artist_address"]: two_frames}
+
+    assignment = claim(client, node)  # a release recorded after that send started waits for the next
+    put_output(client, assignment, noise_png(tmp_path / "3.png", 64, 36, seed=3))
+    verification.verify_attempt(assignment["attempt_id"])
+    assert len(waiting.get_job_ids()) == 1
+
+
 def test_a_chain_id_mismatch_is_refused(app, client):
     app.config["RONRENDER_CHAIN_ID"] = 2020  # configured for Ronin mainnet, pointed at the dev chain
     app.extensions.pop("ronrender_escrow_chain", None)
