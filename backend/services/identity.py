@@ -9,18 +9,20 @@ scripts and the add-on. Only a token's sha256 is stored; tokens are random
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cachetools import TTLCache
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import is_address, to_checksum_address
 from flask import current_app, request
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 
 from backend.errors import Forbidden, LoginRefused, NotFound
 from backend.extensions import db
@@ -142,7 +144,7 @@ def identify(secret: str) -> Identity | None:
     with _token_cache_lock:
         cached = cache.get(digest)
     if cached is None:
-        token = db.session.scalar(select(ApiToken).where(ApiToken.token_sha256 == digest))
+        token = db.session.execute(_token_by_digest(), {"digest": digest}).first()
         if token is None or token.revoked_at is not None:
             return None
         identity = Identity(
@@ -158,6 +160,14 @@ def identify(secret: str) -> Identity | None:
     if expires_at is not None and expires_at <= datetime.now(UTC):
         return None
     return identity
+
+
+@functools.cache
+def _token_by_digest() -> Select[Any]:
+    """What identifying a bearer needs of its token row; built once, as every request asks."""
+    return select(
+        ApiToken.id, ApiToken.owner_address, ApiToken.kind, ApiToken.expires_at, ApiToken.revoked_at
+    ).where(ApiToken.token_sha256 == bindparam("digest"))
 
 
 # Every request carries a token: a process trusts what it looked up for a few seconds
