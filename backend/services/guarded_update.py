@@ -28,11 +28,14 @@ def move_state(
     one sees True. A loaded copy of the row is expired, so it is read again only if
     used. The caller commits.
     """
-    table = model.__table__  # a Core UPDATE: the ORM's bulk-update bookkeeping is not needed here
+    table = model.__table__  # the ORM's bulk-update bookkeeping is not needed here
     result = db.session.execute(
         update(table)
         .where(table.c.id == row_id, table.c.state.in_(list(from_states)), *also_where)
         .values(state=to_state, **values)
+        # An ORM attribute in ``also_where`` makes it an ORM UPDATE: keep it from
+        # fetching and syncing the rows it moved (a loaded copy is expired below).
+        .execution_options(synchronize_session=False)
     )
     moved = result.rowcount == 1
     if moved:

@@ -45,6 +45,7 @@ from shared.states import (
 log = logging.getLogger(__name__)
 ONLINE_COUNT_TTL_S = 5.0
 JOB_TERMS_CACHE_SIZE = 4096  # jobs whose terms a process keeps
+JOB_TERMS_KEY = "ronrender_job_terms"
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ _job_terms_lock = threading.Lock()
 
 
 def _job_terms(job_id: str) -> _JobTerms:
-    cache = current_app.extensions.setdefault("ronrender_job_terms", LRUCache(maxsize=JOB_TERMS_CACHE_SIZE))
+    cache = current_app.extensions.get(JOB_TERMS_KEY)
+    if cache is None:
+        cache = current_app.extensions.setdefault(JOB_TERMS_KEY, LRUCache(maxsize=JOB_TERMS_CACHE_SIZE))
     with _job_terms_lock:
         terms = cache.get(job_id)
     if terms is None:
@@ -357,17 +360,16 @@ def _lease(
     statement fewer than moving the frame and then pointing it at its attempt."""
     lease_token = secrets.token_hex(32)
     lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
-    attempt_id = db.session.execute(
-        insert(Attempt.__table__)
-        .values(
+    inserted = db.session.execute(
+        insert(Attempt.__table__).values(
             frame_id=frame_id,
             node_id=node_id,
             lease_token=lease_token,
             started_at=now,
             lease_expires_at=now + timedelta(seconds=lease_s),
         )
-        .returning(Attempt.__table__.c.id)
-    ).scalar_one()
+    )
+    attempt_id = inserted.inserted_primary_key[0]  # RETURNING where the database has it
     if not transition_frame(frame_id, starts, expect=[FrameState.PENDING], current_attempt_id=attempt_id):
         db.session.execute(delete(Attempt.__table__).where(Attempt.__table__.c.id == attempt_id))
         return None
