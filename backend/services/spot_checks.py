@@ -232,12 +232,25 @@ def holds_live_check(attempt: Attempt) -> bool:
     )
 
 
-def live_checker_attempt(attempt_id: int, lease_token: str) -> tuple[Attempt, SpotCheck]:
-    attempt = db.session.get(Attempt, attempt_id)
+def live_checker_attempt(
+    attempt_id: int, lease_token: str, *, locked: bool = False
+) -> tuple[Attempt, SpotCheck]:
+    """The checker's attempt and its spot check, if its lease is live. ``locked`` reads the
+    attempt, its frame and its check again from the database, locked until the commit:
+    another process (the sweep, a second crop) may have moved them since they were read."""
+    attempt = db.session.get(Attempt, attempt_id, populate_existing=locked, with_for_update=locked)
     if attempt is None:
         raise NotFound(f"no attempt {attempt_id}")
     if not secrets.compare_digest(attempt.lease_token, lease_token or ""):
         raise LeaseNotHeld("the lease token does not match this attempt")
+    if locked:
+        db.session.get(Frame, attempt.frame_id, populate_existing=True)
+        db.session.scalar(
+            select(SpotCheck)
+            .where(SpotCheck.checker_attempt_id == attempt.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     spot_check = checked_by(attempt)
     if spot_check is None or not holds_live_check(attempt):
         raise LeaseNotHeld(f"attempt {attempt_id} holds no live spot check")
@@ -253,7 +266,7 @@ def receive_crop(attempt_id: int, lease_token: str, index: int, stream: BinaryIO
         raise CropIndexOutOfRange(f"spot check {spot_check.id} has {len(spot_check.crops)} crops")
     stored = storage().save_stream(stream, current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"])
     try:  # the lease may have ended while the bytes arrived
-        attempt, spot_check = live_checker_attempt(attempt_id, lease_token)
+        attempt, spot_check = live_checker_attempt(attempt_id, lease_token, locked=True)
     except Exception:
         db.session.rollback()
         if stored.newly_stored:

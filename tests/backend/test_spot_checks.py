@@ -364,3 +364,45 @@ def test_a_mismatch_nobody_confirms_in_time_still_rejects_the_upload(
         "SKIPPED",
     ]
     assert releases() == []
+
+
+def test_a_crop_that_arrives_after_the_lease_ended_is_refused(
+    app, client, node_client, run_workers, scene_files, tmp_path, escrow, spot_check_everything, monkeypatch
+):
+    """The sweep expires the checker's lease while a crop's bytes arrive: the crop is
+    refused, and the expired attempt stays expired."""
+    from sqlalchemy import text
+
+    from backend.services import spot_checks
+
+    def noise(assignment: dict[str, Any]) -> Path:
+        return noise_png(tmp_path / "frame.png", 64, 36, seed=1)
+
+    _, _, checker_client, checker = upload_and_open_check(
+        app, client, node_client, run_workers, scene_files["tiny"], escrow, noise
+    )
+    check = claim(checker_client, checker)
+    real_storage = spot_checks.storage()
+
+    class LeaseEndsWhileStoring:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_storage, name)
+
+        def save_stream(self, *args: Any, **kwargs: Any) -> Any:
+            stored = real_storage.save_stream(*args, **kwargs)
+            with db.engine.begin() as other:  # what the sweep commits meanwhile
+                expire = text("UPDATE attempts SET outcome = 'EXPIRED' WHERE id = :id")
+                other.execute(expire, {"id": check["attempt_id"]})
+            return stored
+
+    monkeypatch.setattr(spot_checks, "storage", LeaseEndsWhileStoring)
+    response = checker_client.put(
+        f"/api/v1/attempts/{check['attempt_id']}/crops/0",
+        data=noise_png(tmp_path / "crop0.png", 64, 36, seed=2).read_bytes(),
+        headers={"X-Lease-Token": check["lease_token"]},
+        content_type="application/octet-stream",
+    )
+    assert response.status_code == 409, response.json
+    db.session.expire_all()
+    assert db.session.get(Attempt, check["attempt_id"]).outcome == "EXPIRED"
+    assert db.session.scalar(select(SpotCheck)).crop_sha256s[0] is None
