@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from backend.extensions import db
 from backend.models import Attempt, Frame
@@ -85,22 +86,26 @@ def requeue_failed_frame(job_id: str, number: int) -> Frame:
     return frame
 
 
-def open_lease(node_id: str, frame_id: int, now: datetime, *, handed_with: int | None = None) -> Attempt:
-    """A new attempt of ``node_id`` on a frame, with a fresh lease token; flushed, so it has
-    its id. ``handed_with``: the attempt whose upload asked for it, which records it. The
-    caller commits."""
-    attempt = Attempt(
-        frame_id=frame_id,
-        node_id=node_id,
-        lease_token=secrets.token_hex(32),
-        started_at=now,
-        lease_expires_at=now + timedelta(seconds=current_app.config["RONRENDER_OFFLINE_AFTER_S"]),
+@dataclass(frozen=True)
+class Lease:
+    attempt_id: int
+    token: str
+
+
+def open_lease(node_id: str, frame_id: int, now: datetime) -> Lease:
+    """A new attempt of ``node_id`` on a frame, with a fresh lease token. The caller moves
+    the frame (or the spot check) it leases, and commits."""
+    token = secrets.token_hex(32)
+    inserted = db.session.execute(
+        insert(Attempt.__table__).values(
+            frame_id=frame_id,
+            node_id=node_id,
+            lease_token=token,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=current_app.config["RONRENDER_OFFLINE_AFTER_S"]),
+        )
     )
-    db.session.add(attempt)
-    db.session.flush()
-    if handed_with is not None:
-        record_next_attempt(handed_with, attempt.id)
-    return attempt
+    return Lease(attempt_id=inserted.inserted_primary_key[0], token=token)  # RETURNING where it exists
 
 
 def record_next_attempt(uploaded_attempt_id: int, next_attempt_id: int) -> None:

@@ -12,17 +12,16 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import secrets
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from cachetools import LRUCache
 from flask import current_app
-from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend import defaults, observability
@@ -30,7 +29,7 @@ from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SceneFile, utc_now
 from backend.services import reputation, spot_checks
-from backend.services.frame_transitions import record_next_attempt, transition_frame
+from backend.services.frame_transitions import open_lease, record_next_attempt, transition_frame
 from shared.protocol import IDLE_POLL_INTERVAL_S
 from shared.states import (
     LIVE_FRAME_STATES,
@@ -258,17 +257,11 @@ def claim_frame(
         node, now, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists, handed_with=handed_with
     )
     if checked is not None:
-        spot_check, attempt = checked
+        spot_check, lease = checked
         frame = spot_check.frame
-        assignment = _assignment(
-            attempt.id,
-            attempt.lease_token,
-            frame.number,
-            frame.job_id,
-            AssignmentKind.SPOT_CHECK,
-            spot_check.crops,
-        )
-        return Claim(attempt_id=attempt.id, frame_number=frame.number, assignment=assignment)
+        kind, crops = AssignmentKind.SPOT_CHECK, spot_check.crops
+        assignment = _assignment(lease.attempt_id, lease.token, frame.number, frame.job_id, kind, crops)
+        return Claim(attempt_id=lease.attempt_id, frame_number=frame.number, assignment=assignment)
     node_id = node.id
     for frame_id, frame_number, job_id in _pending_frames(node, exclude_job_ids, exclude_artists):
         starts = FrameState.RENDERING if job_id == continuing_job_id else FrameState.ASSIGNED
@@ -358,24 +351,14 @@ def _lease(
 
     The attempt is written first, so the guarded move out of PENDING also names it: one
     statement fewer than moving the frame and then pointing it at its attempt."""
-    lease_token = secrets.token_hex(32)
-    lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
-    inserted = db.session.execute(
-        insert(Attempt.__table__).values(
-            frame_id=frame_id,
-            node_id=node_id,
-            lease_token=lease_token,
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-        )
-    )
-    attempt_id = inserted.inserted_primary_key[0]  # RETURNING where the database has it
+    lease = open_lease(node_id, frame_id, now)
+    attempt_id = lease.attempt_id
     if not transition_frame(frame_id, starts, expect=[FrameState.PENDING], current_attempt_id=attempt_id):
         db.session.execute(delete(Attempt.__table__).where(Attempt.__table__.c.id == attempt_id))
         return None
     if handed_with is not None:
         record_next_attempt(handed_with, attempt_id)
-    assignment = _assignment(attempt_id, lease_token, frame_number, job_id)
+    assignment = _assignment(attempt_id, lease.token, frame_number, job_id)
     db.session.commit()
     log.info(
         "frame assigned",

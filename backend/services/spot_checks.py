@@ -35,7 +35,13 @@ from backend.errors import LeaseNotHeld, NotFound, RonRenderError
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SpotCheck, utc_now
 from backend.services import reputation
-from backend.services.frame_transitions import open_lease, requeue_or_fail, transition_frame
+from backend.services.frame_transitions import (
+    Lease,
+    open_lease,
+    record_next_attempt,
+    requeue_or_fail,
+    transition_frame,
+)
 from backend.services.guarded_update import move_state
 from backend.services.scene_intake import storage
 from shared.image_checks import ExpectedImage, choose_crops, crop_region, crops_match, load_pixels
@@ -143,7 +149,7 @@ def claim_spot_check(
     exclude_job_ids: list[str] | None,
     exclude_artists: list[str] | None,
     handed_with: int | None = None,
-) -> tuple[SpotCheck, Attempt] | None:
+) -> tuple[SpotCheck, Lease] | None:
     """Give the node a PENDING spot check of another wallet's frame, under a new lease."""
     if not can_check_on_cpu(node):
         return None
@@ -173,11 +179,13 @@ def claim_spot_check(
             crop_sha256s=[None] * len(spot_check.crops),
         ):
             continue
-        attempt = open_lease(node.id, spot_check.frame_id, now, handed_with=handed_with)
-        spot_check.checker_attempt_id = attempt.id
+        lease = open_lease(node.id, spot_check.frame_id, now)
+        if handed_with is not None:
+            record_next_attempt(handed_with, lease.attempt_id)
+        spot_check.checker_attempt_id = lease.attempt_id
         db.session.commit()
         log.info("spot check assigned", extra={**_ids(spot_check.checked_attempt), "checker": node.id})
-        return spot_check, attempt
+        return spot_check, lease
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,19 @@ def put_output(client: Any, assignment: dict[str, Any], path: Path, *, claim_nex
         headers={"X-Lease-Token": assignment["lease_token"]},
         content_type="application/octet-stream",
     )
+
+
+def storage_then(real_storage: Any, meanwhile: Callable[[], None]) -> Callable[[], Any]:
+    """A stand-in for a service's ``storage()`` whose save_stream stores the bytes and then
+    runs ``meanwhile``: what another process commits while an upload's bytes arrive."""
+
+    class StoringThen:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_storage, name)
+
+        def save_stream(self, *args: Any, **kwargs: Any) -> Any:
+            stored = real_storage.save_stream(*args, **kwargs)
+            meanwhile()
+            return stored
+
+    return StoringThen

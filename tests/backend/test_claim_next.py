@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.backend.helpers import JOBS, claim, noise_png, put_output, register, rendering_job
+from tests.backend.helpers import JOBS, claim, noise_png, put_output, register, rendering_job, storage_then
 
 pytestmark = pytest.mark.integration
 
@@ -96,37 +96,28 @@ def test_an_upload_is_refused_when_its_lease_is_retaken_during_it(
     node = register(client)
     assignment = claim(client, node)
     attempt_id = assignment["attempt_id"]
-    real_storage = render_outputs.storage()
 
-    class LeaseLostWhileStoring:
-        def __getattr__(self, name):
-            return getattr(real_storage, name)
+    def lose_the_lease() -> None:
+        with db.engine.begin() as other:  # what the sweeper and a second claim commit meanwhile
+            other.execute(text("UPDATE attempts SET outcome = 'EXPIRED' WHERE id = :id"), {"id": attempt_id})
+            retaken = other.execute(
+                text(
+                    "INSERT INTO attempts (frame_id, node_id, lease_token, outcome, progress,"
+                    " progress_detail, started_at, lease_expires_at)"
+                    " SELECT frame_id, node_id, 'other', 'OPEN', 0, '', now(), now() + interval '1 hour'"
+                    " FROM attempts WHERE id = :id RETURNING id"
+                ),
+                {"id": attempt_id},
+            ).scalar_one()
+            other.execute(
+                text(
+                    "UPDATE frames SET current_attempt_id = :retaken, state = 'ASSIGNED'"
+                    " WHERE id = (SELECT frame_id FROM attempts WHERE id = :id)"
+                ),
+                {"retaken": retaken, "id": attempt_id},
+            )
 
-        def save_stream(self, *args, **kwargs):
-            stored = real_storage.save_stream(*args, **kwargs)
-            with db.engine.begin() as other:  # what the sweeper and a second claim commit meanwhile
-                other.execute(
-                    text("UPDATE attempts SET outcome = 'EXPIRED' WHERE id = :id"), {"id": attempt_id}
-                )
-                retaken = other.execute(
-                    text(
-                        "INSERT INTO attempts (frame_id, node_id, lease_token, outcome, progress,"
-                        " progress_detail, started_at, lease_expires_at)"
-                        " SELECT frame_id, node_id, 'other', 'OPEN', 0, '', now(), now() + interval '1 hour'"
-                        " FROM attempts WHERE id = :id RETURNING id"
-                    ),
-                    {"id": attempt_id},
-                ).scalar_one()
-                other.execute(
-                    text(
-                        "UPDATE frames SET current_attempt_id = :retaken, state = 'ASSIGNED'"
-                        " WHERE id = (SELECT frame_id FROM attempts WHERE id = :id)"
-                    ),
-                    {"retaken": retaken, "id": attempt_id},
-                )
-            return stored
-
-    monkeypatch.setattr(render_outputs, "storage", LeaseLostWhileStoring)
+    monkeypatch.setattr(render_outputs, "storage", storage_then(render_outputs.storage(), lose_the_lease))
     answer = put_output(client, assignment, noise_png(tmp_path / "late.png", 64, 36), claim_next=True)
     assert answer.status_code == 409, answer.json
     assert frame_states(client, job["id"]) == {1: "ASSIGNED"}
@@ -175,22 +166,15 @@ def test_an_upload_is_refused_when_its_lease_expires_during_it(
 
     job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
     assignment = claim(client, register(client))
-    real_storage = render_outputs.storage()
 
-    class LeaseRunsOutWhileStoring:
-        def __getattr__(self, name):
-            return getattr(real_storage, name)
+    def run_the_lease_out() -> None:
+        with db.engine.begin() as other:
+            other.execute(
+                text("UPDATE attempts SET lease_expires_at = :past WHERE id = :id"),
+                {"past": utc_now() - timedelta(seconds=1), "id": assignment["attempt_id"]},
+            )
 
-        def save_stream(self, *args, **kwargs):
-            stored = real_storage.save_stream(*args, **kwargs)
-            with db.engine.begin() as other:
-                other.execute(
-                    text("UPDATE attempts SET lease_expires_at = :past WHERE id = :id"),
-                    {"past": utc_now() - timedelta(seconds=1), "id": assignment["attempt_id"]},
-                )
-            return stored
-
-    monkeypatch.setattr(render_outputs, "storage", LeaseRunsOutWhileStoring)
+    monkeypatch.setattr(render_outputs, "storage", storage_then(render_outputs.storage(), run_the_lease_out))
     answer = put_output(client, assignment, noise_png(tmp_path / "late.png", 64, 36), claim_next=True)
     assert answer.status_code == 409, answer.json
     assert frame_states(client, job["id"]) == {1: "ASSIGNED"}

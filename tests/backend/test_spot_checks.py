@@ -25,7 +25,16 @@ from backend.services import reconcile, sweep
 from node_runner.render import BlenderSession
 from shared.protocol import FrameAssignment
 from shared.states import PaymentKind
-from tests.backend.helpers import JOBS, NODES, claim, noise_png, put_output, register, rendering_job
+from tests.backend.helpers import (
+    JOBS,
+    NODES,
+    claim,
+    noise_png,
+    put_output,
+    register,
+    rendering_job,
+    storage_then,
+)
 from tests.identities import NODE_KEY, address_of, wallet_client
 
 pytestmark = pytest.mark.integration
@@ -382,20 +391,13 @@ def test_a_crop_that_arrives_after_the_lease_ended_is_refused(
         app, client, node_client, run_workers, scene_files["tiny"], escrow, noise
     )
     check = claim(checker_client, checker)
-    real_storage = spot_checks.storage()
 
-    class LeaseEndsWhileStoring:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(real_storage, name)
+    def expire_the_lease() -> None:
+        with db.engine.begin() as other:  # what the sweep commits meanwhile
+            expire = text("UPDATE attempts SET outcome = 'EXPIRED' WHERE id = :id")
+            other.execute(expire, {"id": check["attempt_id"]})
 
-        def save_stream(self, *args: Any, **kwargs: Any) -> Any:
-            stored = real_storage.save_stream(*args, **kwargs)
-            with db.engine.begin() as other:  # what the sweep commits meanwhile
-                expire = text("UPDATE attempts SET outcome = 'EXPIRED' WHERE id = :id")
-                other.execute(expire, {"id": check["attempt_id"]})
-            return stored
-
-    monkeypatch.setattr(spot_checks, "storage", LeaseEndsWhileStoring)
+    monkeypatch.setattr(spot_checks, "storage", storage_then(spot_checks.storage(), expire_the_lease))
     response = checker_client.put(
         f"/api/v1/attempts/{check['attempt_id']}/crops/0",
         data=noise_png(tmp_path / "crop0.png", 64, 36, seed=2).read_bytes(),
