@@ -224,14 +224,21 @@ def _first_checker(spot_check: SpotCheck) -> Node | None:
 # The checker's lease
 
 
-def checked_by(attempt: Attempt) -> SpotCheck | None:
-    """The spot check this attempt is the checker of, if it is one."""
-    return db.session.scalar(select(SpotCheck).where(SpotCheck.checker_attempt_id == attempt.id))
+def checked_by(attempt: Attempt, *, locked: bool = False) -> SpotCheck | None:
+    """The spot check this attempt is the checker of, if it is one; ``locked`` reads it
+    again from the database, locked until the commit."""
+    query = select(SpotCheck).where(SpotCheck.checker_attempt_id == attempt.id)
+    if locked:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return db.session.scalar(query)
 
 
 def holds_live_check(attempt: Attempt) -> bool:
     """A checker attempt whose check is still in its hands (heartbeats renew it)."""
-    spot_check = checked_by(attempt)
+    return _holds(attempt, checked_by(attempt))
+
+
+def _holds(attempt: Attempt, spot_check: SpotCheck | None) -> bool:
     return (
         spot_check is not None
         and spot_check.state == SpotCheckState.ASSIGNED
@@ -253,14 +260,8 @@ def live_checker_attempt(
         raise LeaseNotHeld("the lease token does not match this attempt")
     if locked:
         db.session.get(Frame, attempt.frame_id, populate_existing=True)
-        db.session.scalar(
-            select(SpotCheck)
-            .where(SpotCheck.checker_attempt_id == attempt.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    spot_check = checked_by(attempt)
-    if spot_check is None or not holds_live_check(attempt):
+    spot_check = checked_by(attempt, locked=locked)
+    if spot_check is None or not _holds(attempt, spot_check):
         raise LeaseNotHeld(f"attempt {attempt_id} holds no live spot check")
     if attempt.lease_expires_at < utc_now():
         raise LeaseNotHeld(f"the lease of attempt {attempt_id} has expired")
