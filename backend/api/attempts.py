@@ -5,7 +5,8 @@ Every call carries the lease token in the ``X-Lease-Token`` header.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, cast
 
 from apiflask import APIBlueprint
 from flask import current_app, request
@@ -16,7 +17,7 @@ from backend.api.access import bearer, caller
 from backend.api.schemas import AttemptOut, FailureIn, OutputUploadOut, OutputUploadQuery
 from backend.errors import NotFound, UploadTooLarge
 from backend.extensions import db
-from backend.models import Attempt, Node
+from backend.models import Attempt, Node, utc_now
 from backend.services import matchmaker, render_outputs, spot_checks
 from shared.protocol import API_PREFIX, LEASE_TOKEN_HEADER
 
@@ -60,17 +61,28 @@ def upload_output(attempt_id: int, query: dict[str, Any]) -> Any:
         raise UploadTooLarge(limit)
     attempt, node = _callers_attempt(attempt_id)
     lease_token = request.headers.get(LEASE_TOKEN_HEADER, "")
-    received = render_outputs.receive_output(attempt.id, lease_token, request.stream)
+    node_id = node.id  # read before the commit expires the rows
+    matchmaker.note_heard(node, utc_now())
+    claim_next = query["claim_next"]
+    received = render_outputs.receive_output(
+        attempt.id,
+        lease_token,
+        request.stream,
+        lease_next=functools.partial(matchmaker.claim_with_upload, node) if claim_next else None,
+    )
     answer: dict[str, Any] = {
         "id": received.id,
         "outcome": received.outcome,
         "output_sha256": received.output_sha256,
     }
-    if query["claim_next"] and received.repeated:  # the first answer was lost: the same again
+    if claim_next and received.repeated:  # the first answer was lost: the same again
         handed = received.next_attempt_id
         answer["next"] = matchmaker.handed_assignment(handed) if handed is not None else None
-    elif query["claim_next"]:
-        answer["next"] = matchmaker.claim_next(node, received.id, received.job_id)
+    elif claim_next:
+        claim = cast(matchmaker.Claim | None, received.next_lease)
+        answer["next"] = claim.assignment if claim is not None else None
+        if claim is not None:
+            matchmaker.log_assigned(node_id, claim)
     return answer
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 
 from backend.extensions import db
 from backend.models import Attempt, Frame
@@ -106,14 +106,3 @@ def open_lease(node_id: str, frame_id: int, now: datetime) -> Lease:
         )
     )
     return Lease(attempt_id=inserted.inserted_primary_key[0], token=token)  # RETURNING where it exists
-
-
-def record_next_attempt(uploaded_attempt_id: int, next_attempt_id: int) -> None:
-    """The lease handed out with an upload, kept so that the same upload repeated (its
-    answer was lost) is told the same next frame. The caller commits."""
-    db.session.execute(
-        update(Attempt)
-        .where(Attempt.id == uploaded_attempt_id)
-        .values(next_attempt_id=next_attempt_id)
-        .execution_options(synchronize_session=False)
-    )

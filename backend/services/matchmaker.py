@@ -16,20 +16,20 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cachetools import LRUCache
 from flask import current_app
-from sqlalchemy import Select, and_, bindparam, delete, func, or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from backend import defaults, observability
 from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SceneFile, utc_now
 from backend.services import reputation, spot_checks
-from backend.services.frame_transitions import open_lease, record_next_attempt, transition_frame
+from backend.services.frame_transitions import open_lease, transition_frame
 from shared.protocol import IDLE_POLL_INTERVAL_S
 from shared.states import (
     LIVE_FRAME_STATES,
@@ -231,30 +231,72 @@ def _next_pending_frames(postgres: bool) -> Select[Any]:
     return frames.limit(defaults.CLAIM_CANDIDATES)
 
 
+def note_heard(node: Node, now: datetime) -> None:
+    """The node was heard from (a claim or an upload): it is ONLINE, written at once (a
+    heartbeat writes the node before its frames and attempts too: no deadlock). The time
+    is written only when the one recorded is older than a tenth of the offline window:
+    liveness needs no finer grain, and most of a busy node's requests write no node row."""
+    fresh_for = timedelta(seconds=current_app.config["RONRENDER_OFFLINE_AFTER_S"] / 10)
+    heard = node.last_heartbeat_at
+    if node.state == NodeState.ONLINE and heard is not None and now - heard < fresh_for:
+        return
+    nodes = Node.__table__
+    db.session.execute(
+        update(nodes).where(nodes.c.id == node.id).values(last_heartbeat_at=now, state=NodeState.ONLINE)
+    )
+    set_committed_value(node, "last_heartbeat_at", now)
+    set_committed_value(node, "state", NodeState.ONLINE)
+
+
 @observability.CLAIM_SECONDS.time()
 def claim_frame(
     node: Node,
     *,
     exclude_job_ids: list[str] | None = None,
     exclude_artists: list[str] | None = None,
-    continuing_job_id: str | None = None,
-    handed_with: int | None = None,
 ) -> Claim | None:
     """Give the node one frame under a new lease, or None when nothing fits.
 
     A waiting spot check of another wallet's frame comes first (it is small, and a
     frame's payment waits on it); then frames handed back after a miss, which go
-    only to reputable nodes; a suspended node gets nothing. Asked with an upload:
-    ``handed_with`` is the uploaded attempt (it records the new lease), and a frame of
-    ``continuing_job_id`` (the job just uploaded a frame of) starts RENDERING.
+    only to reputable nodes; a suspended node gets nothing.
     """
     if node.suspended_reason:
         raise NodeSuspended(f"node {node.id} is suspended: {node.suspended_reason}")
+    note_heard(node, utc_now())
+    claimed = _claim(node, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists)
+    db.session.commit()
+    if claimed is not None:
+        log_assigned(node.id, claimed)
+    return claimed
+
+
+@observability.CLAIM_SECONDS.time()
+def claim_with_upload(node: Node, uploaded_job_id: str) -> Claim | None:
+    """The uploading node's next frame, leased in the upload's own transaction (the caller
+    commits both, or neither); None when nothing fits or the node may not claim now (its
+    own claim then says why). The caller has noted the node heard.
+
+    A frame of the job just uploaded starts RENDERING at once: the node holds that scene
+    and its Blender is warm, so it needs no separate beat to say it started.
+    """
+    if node.suspended_reason:
+        return None
+    return _claim(node, continuing_job_id=uploaded_job_id)
+
+
+def _claim(
+    node: Node,
+    *,
+    exclude_job_ids: list[str] | None = None,
+    exclude_artists: list[str] | None = None,
+    continuing_job_id: str | None = None,
+) -> Claim | None:
+    """A lease on the first spot check or frame that fits, uncommitted. A frame of
+    ``continuing_job_id`` starts RENDERING."""
     now = utc_now()
-    node.last_heartbeat_at = now
-    node.state = NodeState.ONLINE
     checked = spot_checks.claim_spot_check(
-        node, now, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists, handed_with=handed_with
+        node, now, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists
     )
     if checked is not None:
         spot_check, lease = checked
@@ -265,29 +307,19 @@ def claim_frame(
     node_id = node.id
     for frame_id, frame_number, job_id in _pending_frames(node, exclude_job_ids, exclude_artists):
         starts = FrameState.RENDERING if job_id == continuing_job_id else FrameState.ASSIGNED
-        claim = _lease(node_id, frame_id, frame_number, job_id, starts, now, handed_with)
+        claim = _lease(node_id, frame_id, frame_number, job_id, starts, now)
         if claim is not None:
             return claim
-    db.session.commit()
     return None
 
 
-def claim_next(node: Node, uploaded_attempt_id: int, uploaded_job_id: str) -> dict[str, Any] | None:
-    """The uploading node's next frame (what it is told), asked in the same request as the
-    upload; None when nothing fits or the node may not claim now (its own claim then says why).
-
-    A frame of the job just uploaded starts RENDERING at once: the node holds that scene
-    and its Blender is warm, so it needs no separate beat to say it started.
-    """
-    if node.suspended_reason:
-        return None
-    try:
-        claimed = claim_frame(node, continuing_job_id=uploaded_job_id, handed_with=uploaded_attempt_id)
-    except (NodeSuspended, SQLAlchemyError) as error:  # the upload stands; the node's claim retries
-        db.session.rollback()
-        log.warning("no next frame with the upload of node %s: %s", node.id, error)
-        return None
-    return claimed.assignment if claimed is not None else None
+def log_assigned(node_id: str, claim: Claim) -> None:
+    """One log line per lease handed out, once it is committed."""
+    ids = {"job_id": claim.assignment["job_id"], "frame": claim.frame_number, "attempt_id": claim.attempt_id}
+    if claim.assignment["kind"] == AssignmentKind.SPOT_CHECK:
+        log.info("spot check assigned", extra={**ids, "checker": node_id})
+    else:
+        log.info("frame assigned", extra={**ids, "node_id": node_id})
 
 
 def handed_assignment(attempt_id: int) -> dict[str, Any] | None:
@@ -339,15 +371,10 @@ def _pending_frames(
 
 
 def _lease(
-    node_id: str,
-    frame_id: int,
-    frame_number: int,
-    job_id: str,
-    starts: FrameState,
-    now: datetime,
-    handed_with: int | None,
+    node_id: str, frame_id: int, frame_number: int, job_id: str, starts: FrameState, now: datetime
 ) -> Claim | None:
-    """A new lease on the frame, if it is still PENDING (None if another claim took it).
+    """A new lease on the frame, if it is still PENDING (None if another claim took it);
+    uncommitted.
 
     The attempt is written first, so the guarded move out of PENDING also names it: one
     statement fewer than moving the frame and then pointing it at its attempt."""
@@ -356,14 +383,7 @@ def _lease(
     if not transition_frame(frame_id, starts, expect=[FrameState.PENDING], current_attempt_id=attempt_id):
         db.session.execute(delete(Attempt.__table__).where(Attempt.__table__.c.id == attempt_id))
         return None
-    if handed_with is not None:
-        record_next_attempt(handed_with, attempt_id)
     assignment = _assignment(attempt_id, lease.token, frame_number, job_id)
-    db.session.commit()
-    log.info(
-        "frame assigned",
-        extra={"job_id": job_id, "frame": frame_number, "node_id": node_id, "attempt_id": attempt_id},
-    )
     return Claim(attempt_id=attempt_id, frame_number=frame_number, assignment=assignment)
 
 

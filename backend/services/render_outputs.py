@@ -3,12 +3,15 @@ frame handed back. Only a live lease counts."""
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from flask import current_app
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend import queues
 from backend.errors import LeaseNotHeld, NotFound
@@ -18,6 +21,8 @@ from backend.services import job_lifecycle, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
 from shared.states import LIVE_FRAME_STATES, AttemptOutcome, FrameState
+
+log = logging.getLogger(__name__)
 
 
 def live_attempt(attempt_id: int, lease_token: str) -> Attempt:
@@ -39,6 +44,12 @@ def live_attempt(attempt_id: int, lease_token: str) -> Attempt:
     return attempt
 
 
+class NextLease(Protocol):
+    """A lease handed out in an upload's transaction (the matchmaker's claim)."""
+
+    attempt_id: int
+
+
 @dataclass(frozen=True)
 class ReceivedOutput:
     """An upload's answer, read before the commit expires the rows."""
@@ -49,11 +60,23 @@ class ReceivedOutput:
     job_id: str
     repeated: bool = False  # the same bytes again, under the same lease: its answer was lost
     next_attempt_id: int | None = None  # with ``repeated``: the lease its first answer handed out
+    next_lease: NextLease | None = None  # leased with this upload (``lease_next``)
 
 
-def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> ReceivedOutput:
+def receive_output(
+    attempt_id: int,
+    lease_token: str,
+    stream: BinaryIO,
+    *,
+    lease_next: Callable[[str], NextLease | None] | None = None,
+) -> ReceivedOutput:
     """Store a render output under a live lease and queue its verification. The same
-    upload repeated (the node never got the first answer) is answered again, not refused."""
+    upload repeated (the node never got the first answer) is answered again, not refused.
+
+    ``lease_next(job_id)`` leases the node's next frame in the same transaction: one
+    commit for both, and the upload records the lease it went out with. If leasing
+    fails in the database, the upload is recorded alone.
+    """
     try:
         attempt = live_attempt(attempt_id, lease_token)  # refused before the body is read
     except LeaseNotHeld:
@@ -64,23 +87,48 @@ def receive_output(attempt_id: int, lease_token: str, stream: BinaryIO) -> Recei
     frame_id, job_id = attempt.frame_id, attempt.frame.job_id  # read before the writes expire them
     stored = storage().save_stream(stream, current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"])
     try:
-        # Both writes are guarded, the lease's expiry included: a sweep or another node's
-        # claim while the bytes arrived (the lease expired, the frame was leased again)
-        # refuses the upload, with no second read of the rows.
-        moved = transition_frame(
-            frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES, held_by=attempt_id
-        ) and _finish_open_attempt(attempt_id, stored.sha256)
-        if not moved:
-            raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
+        try:
+            next_lease = _record_upload(attempt_id, frame_id, job_id, stored.sha256, lease_next)
+        except SQLAlchemyError:
+            if lease_next is None:
+                raise
+            log.warning("no next frame with the upload of attempt %s", attempt_id, exc_info=True)
+            db.session.rollback()
+            next_lease = _record_upload(attempt_id, frame_id, job_id, stored.sha256, None)
     except Exception:
         db.session.rollback()
         if stored.newly_stored:
             storage().delete(stored.sha256)
         raise
-    received = ReceivedOutput(attempt_id, AttemptOutcome.UPLOADED, stored.sha256, job_id)
+    received = ReceivedOutput(
+        attempt_id, AttemptOutcome.UPLOADED, stored.sha256, job_id, next_lease=next_lease
+    )
     db.session.commit()
     queues.enqueue_verification(received.id)
     return received
+
+
+def _record_upload(
+    attempt_id: int,
+    frame_id: int,
+    job_id: str,
+    output_sha256: str,
+    lease_next: Callable[[str], NextLease | None] | None,
+) -> NextLease | None:
+    """The upload's writes (and the next lease's, between them), uncommitted.
+
+    Both of the upload's writes are guarded, the lease's expiry included: a sweep or
+    another node's claim while the bytes arrived (the lease expired, the frame was
+    leased again) refuses the upload, with no second read of the rows. The frame is
+    written before the attempts, the order a heartbeat writes them in (no deadlock).
+    """
+    if not transition_frame(frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES, held_by=attempt_id):
+        raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
+    next_lease = lease_next(job_id) if lease_next is not None else None
+    next_attempt_id = next_lease.attempt_id if next_lease is not None else None
+    if not _finish_open_attempt(attempt_id, output_sha256, next_attempt_id):
+        raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
+    return next_lease
 
 
 def _repeated_upload(attempt_id: int, lease_token: str, stream: BinaryIO) -> ReceivedOutput | None:
@@ -108,9 +156,9 @@ def _repeated_upload(attempt_id: int, lease_token: str, stream: BinaryIO) -> Rec
     )
 
 
-def _finish_open_attempt(attempt_id: int, output_sha256: str) -> bool:
-    """OPEN -> UPLOADED with its output, in one guarded UPDATE; False if no longer OPEN or
-    its lease has expired."""
+def _finish_open_attempt(attempt_id: int, output_sha256: str, next_attempt_id: int | None) -> bool:
+    """OPEN -> UPLOADED with its output (and the lease handed out with it), in one guarded
+    UPDATE; False if no longer OPEN or its lease has expired."""
     now = utc_now()
     finished = db.session.execute(
         update(Attempt)
@@ -119,7 +167,13 @@ def _finish_open_attempt(attempt_id: int, output_sha256: str) -> bool:
             Attempt.outcome == AttemptOutcome.OPEN,
             Attempt.lease_expires_at >= now,
         )
-        .values(outcome=AttemptOutcome.UPLOADED, output_sha256=output_sha256, progress=1.0, ended_at=now)
+        .values(
+            outcome=AttemptOutcome.UPLOADED,
+            output_sha256=output_sha256,
+            progress=1.0,
+            ended_at=now,
+            next_attempt_id=next_attempt_id,
+        )
         .execution_options(synchronize_session=False)
     )
     return finished.rowcount == 1

@@ -24,11 +24,12 @@ import functools
 import logging
 import random
 import secrets
+import time
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from flask import current_app
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, exists, func, select
 
 from backend import defaults, queues
 from backend.errors import LeaseNotHeld, NotFound, RonRenderError
@@ -38,7 +39,6 @@ from backend.services import reputation
 from backend.services.frame_transitions import (
     Lease,
     open_lease,
-    record_next_attempt,
     requeue_or_fail,
     transition_frame,
 )
@@ -50,6 +50,8 @@ from shared.states import AttemptOutcome, DeviceType, FrameState, JobState, Node
 MISMATCH = "SPOT_CHECK_MISMATCH"
 # How many PENDING checks one claim looks through for one this node may take.
 OFFER_CANDIDATES = 16
+NONE_PENDING_TRUSTED_S = 1.0
+NONE_PENDING_KEY = "ronrender_no_spot_check_pending_until"
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,7 @@ def open_spot_check(attempt: Attempt, **frame_values: Any) -> bool:
         SpotCheck(frame_id=frame.id, checked_attempt_id=attempt.id, crops=crops, crop_sha256s=[None] * count)
     )
     db.session.commit()
+    _offer_soon()
     log.info("frame awaits a spot check", extra=_ids(attempt))
     return True
 
@@ -148,10 +151,10 @@ def claim_spot_check(
     *,
     exclude_job_ids: list[str] | None,
     exclude_artists: list[str] | None,
-    handed_with: int | None = None,
 ) -> tuple[SpotCheck, Lease] | None:
-    """Give the node a PENDING spot check of another wallet's frame, under a new lease."""
-    if not can_check_on_cpu(node):
+    """Give the node a PENDING spot check of another wallet's frame, under a new lease;
+    uncommitted (the caller commits, and logs the lease once it has)."""
+    if not can_check_on_cpu(node) or not _any_pending():
         return None
     candidates = _offerable_checks()
     if exclude_job_ids:
@@ -180,13 +183,32 @@ def claim_spot_check(
         ):
             continue
         lease = open_lease(node.id, spot_check.frame_id, now)
-        if handed_with is not None:
-            record_next_attempt(handed_with, lease.attempt_id)
         spot_check.checker_attempt_id = lease.attempt_id
-        db.session.commit()
-        log.info("spot check assigned", extra={**_ids(spot_check.checked_attempt), "checker": node.id})
         return spot_check, lease
     return None
+
+
+def _any_pending() -> bool:
+    """Whether any spot check waits for a checker. "None" is trusted for
+    NONE_PENDING_TRUSTED_S per process: claims then skip the offer query (most find no
+    check), and a new check waits at most that long to be offered."""
+    memo = current_app.extensions.setdefault(NONE_PENDING_KEY, {"until": 0.0})
+    if time.monotonic() < memo["until"]:
+        return False
+    pending = db.session.scalar(_pending_exists()) or False
+    if not pending:
+        memo["until"] = time.monotonic() + NONE_PENDING_TRUSTED_S
+    return pending
+
+
+def _offer_soon() -> None:
+    """A check was made PENDING here: this process's claims look for it at once."""
+    current_app.extensions.pop(NONE_PENDING_KEY, None)
+
+
+@functools.cache
+def _pending_exists() -> Select[Any]:
+    return select(exists().where(SpotCheck.state == SpotCheckState.PENDING))
 
 
 @functools.cache
@@ -324,6 +346,7 @@ def checker_released(attempt: Attempt) -> Attempt:
         checker_attempt_id=None,
     )
     db.session.commit()
+    _offer_soon()
     return attempt
 
 
@@ -428,6 +451,7 @@ def _mismatch(spot_check: SpotCheck, reason: str) -> None:
             )
         )
         db.session.commit()
+        _offer_soon()
         log.info("spot check mismatch, to be confirmed: %s", reason, extra=_ids(spot_check.checked_attempt))
         return
     db.session.commit()

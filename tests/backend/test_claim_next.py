@@ -4,7 +4,10 @@ instead of three (upload, claim, the beat that says the frame started)."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
+from backend.extensions import db
+from backend.models import Attempt
 from tests.backend.helpers import JOBS, claim, noise_png, put_output, register, rendering_job, storage_then
 
 pytestmark = pytest.mark.integration
@@ -164,7 +167,7 @@ def test_an_upload_is_refused_when_its_lease_expires_during_it(
     from backend.models import utc_now
     from backend.services import render_outputs
 
-    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
     assignment = claim(client, register(client))
 
     def run_the_lease_out() -> None:
@@ -177,4 +180,40 @@ def test_an_upload_is_refused_when_its_lease_expires_during_it(
     monkeypatch.setattr(render_outputs, "storage", storage_then(render_outputs.storage(), run_the_lease_out))
     answer = put_output(client, assignment, noise_png(tmp_path / "late.png", 64, 36), claim_next=True)
     assert answer.status_code == 409, answer.json
-    assert frame_states(client, job["id"]) == {1: "ASSIGNED"}
+    # The next frame was leased in the refused upload's transaction: undone with it.
+    assert frame_states(client, job["id"]) == {1: "ASSIGNED", 2: "PENDING"}
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(Attempt)) == 1
+
+
+def test_an_upload_stands_when_its_next_frame_cannot_be_leased(
+    app, client, run_workers, scene_files, tmp_path, escrow, monkeypatch
+):
+    """Leasing the next frame fails in the database after writing part of the lease: the
+    upload's transaction is rolled back and the upload alone recorded again."""
+    from sqlalchemy.exc import OperationalError
+
+    from backend.services import matchmaker
+
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
+    node = register(client)
+    assignment = claim(client, node)
+    real_claim = matchmaker.claim_with_upload
+
+    def lease_then_fail(uploader, job_id):
+        assert real_claim(uploader, job_id) is not None  # a frame leased, uncommitted
+        raise OperationalError("UPDATE frames ...", {}, Exception("the server closed the connection"))
+
+    monkeypatch.setattr(matchmaker, "claim_with_upload", lease_then_fail)
+    answer = put_output(client, assignment, noise_png(tmp_path / "a.png", 64, 36), claim_next=True)
+    assert answer.status_code == 202, answer.json
+    assert answer.json["outcome"] == "UPLOADED" and answer.json["next"] is None
+    assert frame_states(client, job["id"]) == {1: "UPLOADED", 2: "PENDING"}
+    db.session.expire_all()
+    uploaded = db.session.get(Attempt, assignment["attempt_id"])
+    assert uploaded.next_attempt_id is None
+    assert db.session.scalar(select(func.count()).select_from(Attempt)) == 1
+    monkeypatch.undo()
+    run_workers()
+    assert frame_states(client, job["id"]) == {1: "VERIFIED", 2: "PENDING"}
+    assert claim(client, node)["frame_number"] == 2

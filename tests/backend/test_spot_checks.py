@@ -408,3 +408,30 @@ def test_a_crop_that_arrives_after_the_lease_ended_is_refused(
     db.session.expire_all()
     assert db.session.get(Attempt, check["attempt_id"]).outcome == "EXPIRED"
     assert db.session.scalar(select(SpotCheck)).crop_sha256s[0] is None
+
+
+def test_claims_trust_none_pending_for_a_moment_then_see_a_check_made_elsewhere(
+    app, client, node_client, run_workers, scene_files, tmp_path, escrow, spot_check_everything
+):
+    """A process that found no check pending skips the offer query for
+    NONE_PENDING_TRUSTED_S; a check a verifier in another process opened meanwhile is
+    offered once that has passed."""
+    import time
+
+    from backend.services import spot_checks
+
+    def noise(assignment: dict[str, Any]) -> Path:
+        return noise_png(tmp_path / "frame.png", 64, 36)
+
+    job, _, checker_client, checker = upload_and_open_check(
+        app, client, node_client, run_workers, scene_files["tiny"], escrow, noise
+    )
+    assert frame_state(client, job["id"], 1)["state"] == "CHECKING"
+    # As if this process had found none pending just before another process opened the check.
+    memo = {"until": time.monotonic() + spot_checks.NONE_PENDING_TRUSTED_S}
+    app.extensions[spot_checks.NONE_PENDING_KEY] = memo
+    meanwhile = claim(checker_client, checker)
+    assert meanwhile is None or meanwhile["kind"] == "FRAME"
+    memo["until"] = time.monotonic()  # the moment has passed
+    offered = claim(checker_client, checker)
+    assert offered is not None and offered["kind"] == "SPOT_CHECK" and offered["frame_number"] == 1

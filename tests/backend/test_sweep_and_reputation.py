@@ -52,6 +52,35 @@ def test_a_silent_node_goes_offline_and_its_frame_is_reassigned_first(
     assert frames[dropped["frame_number"]]["failures"] == 0  # a drop is the node's fault, not the frame's
 
 
+def test_claims_and_uploads_keep_a_node_online_to_a_tenth_of_the_offline_window(
+    app, client, run_workers, scene_files, tmp_path, escrow
+):
+    rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=3)
+    node_id = register(client)
+    node = db.session.get(Node, node_id)
+    grain_s = app.config["RONRENDER_OFFLINE_AFTER_S"] / 10
+
+    def heard_ago(seconds: float, state: str = "ONLINE") -> None:
+        node.last_heartbeat_at = utc_now() - timedelta(seconds=seconds)
+        node.state = state
+        db.session.commit()
+
+    def age_s() -> float:
+        db.session.expire_all()
+        return (utc_now() - db.session.get(Node, node_id).last_heartbeat_at).total_seconds()
+
+    heard_ago(grain_s / 2)
+    assignment = claim(client, node_id)
+    assert age_s() >= grain_s / 2  # recent enough: the claim wrote no node row
+    heard_ago(grain_s + 1)
+    answer = put_output(client, assignment, noise_png(tmp_path / "a.png", 64, 36), claim_next=True)
+    assert answer.status_code == 202 and answer.json["next"] is not None
+    assert age_s() < grain_s / 2  # the upload was heard
+    heard_ago(1, state="OFFLINE")  # the sweep saw it silent; then it claims again
+    assert claim(client, node_id) is not None
+    assert node_view(client, node_id)["state"] == "ONLINE" and age_s() < 1
+
+
 def test_heartbeats_keep_a_node_and_its_lease_alive(app, client, run_workers, scene_files, escrow):
     rendering_job(client, run_workers, scene_files["tiny"], escrow)
     node = register(client)
