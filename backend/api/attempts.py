@@ -18,7 +18,7 @@ from backend.api.schemas import AttemptOut, FailureIn, OutputUploadOut, OutputUp
 from backend.errors import NotFound, UploadTooLarge
 from backend.extensions import db
 from backend.models import Attempt, Node, utc_now
-from backend.services import matchmaker, render_outputs, spot_checks
+from backend.services import heartbeats, matchmaker, render_outputs, spot_checks
 from shared.protocol import API_PREFIX, LEASE_TOKEN_HEADER
 
 blueprint = APIBlueprint("attempts", __name__, url_prefix=f"{API_PREFIX}/attempts", tag="Attempts")
@@ -62,7 +62,7 @@ def upload_output(attempt_id: int, query: dict[str, Any]) -> Any:
     attempt, node = _callers_attempt(attempt_id)
     lease_token = request.headers.get(LEASE_TOKEN_HEADER, "")
     node_id = node.id  # read before the commit expires the rows
-    matchmaker.note_heard(node, utc_now())
+    heartbeats.note_heard(node, utc_now())
     claim_next = query["claim_next"]
     received = render_outputs.receive_output(
         attempt.id,

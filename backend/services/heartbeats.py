@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from backend.extensions import db
 from backend.models import Attempt, Node, utc_now
@@ -17,11 +18,28 @@ from backend.services.frame_transitions import transition_frame
 from shared.states import AttemptOutcome, FrameState, NodeState
 
 
+def note_heard(node: Node, now: datetime) -> None:
+    """The node was heard from (a beat, a claim or an upload): it is ONLINE. Written at
+    once, so that every transaction writes the node before its frames and attempts (no
+    deadlock), and only when the time recorded is older than a tenth of the offline
+    window: liveness needs no finer grain, and most of a busy node's requests then write
+    no node row."""
+    fresh_for = timedelta(seconds=current_app.config["RONRENDER_OFFLINE_AFTER_S"] / 10)
+    heard = node.last_heartbeat_at
+    if node.state == NodeState.ONLINE and heard is not None and now - heard < fresh_for:
+        return
+    nodes = Node.__table__
+    db.session.execute(
+        update(nodes).where(nodes.c.id == node.id).values(last_heartbeat_at=now, state=NodeState.ONLINE)
+    )
+    set_committed_value(node, "last_heartbeat_at", now)
+    set_committed_value(node, "state", NodeState.ONLINE)
+
+
 def record_heartbeat(node: Node, slots: list[dict[str, Any]]) -> list[int]:
     """Renew the node's live leases; returns the attempt ids it must abandon."""
     now = utc_now()
-    node.last_heartbeat_at = now
-    node.state = NodeState.ONLINE
+    note_heard(node, now)
     lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
     abandon = []
     # Every slot's attempt with its frame in one read.

@@ -16,19 +16,18 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from cachetools import LRUCache
 from flask import current_app
-from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select
 
 from backend import defaults, observability
 from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SceneFile, utc_now
-from backend.services import reputation, spot_checks
+from backend.services import heartbeats, reputation, spot_checks
 from backend.services.frame_transitions import open_lease, transition_frame
 from shared.protocol import IDLE_POLL_INTERVAL_S
 from shared.states import (
@@ -231,23 +230,6 @@ def _next_pending_frames(postgres: bool) -> Select[Any]:
     return frames.limit(defaults.CLAIM_CANDIDATES)
 
 
-def note_heard(node: Node, now: datetime) -> None:
-    """The node was heard from (a claim or an upload): it is ONLINE, written at once (a
-    heartbeat writes the node before its frames and attempts too: no deadlock). The time
-    is written only when the one recorded is older than a tenth of the offline window:
-    liveness needs no finer grain, and most of a busy node's requests write no node row."""
-    fresh_for = timedelta(seconds=current_app.config["RONRENDER_OFFLINE_AFTER_S"] / 10)
-    heard = node.last_heartbeat_at
-    if node.state == NodeState.ONLINE and heard is not None and now - heard < fresh_for:
-        return
-    nodes = Node.__table__
-    db.session.execute(
-        update(nodes).where(nodes.c.id == node.id).values(last_heartbeat_at=now, state=NodeState.ONLINE)
-    )
-    set_committed_value(node, "last_heartbeat_at", now)
-    set_committed_value(node, "state", NodeState.ONLINE)
-
-
 @observability.CLAIM_SECONDS.time()
 def claim_frame(
     node: Node,
@@ -263,7 +245,7 @@ def claim_frame(
     """
     if node.suspended_reason:
         raise NodeSuspended(f"node {node.id} is suspended: {node.suspended_reason}")
-    note_heard(node, utc_now())
+    heartbeats.note_heard(node, utc_now())
     claimed = _claim(node, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists)
     db.session.commit()
     if claimed is not None:

@@ -52,7 +52,7 @@ def test_a_silent_node_goes_offline_and_its_frame_is_reassigned_first(
     assert frames[dropped["frame_number"]]["failures"] == 0  # a drop is the node's fault, not the frame's
 
 
-def test_claims_and_uploads_keep_a_node_online_to_a_tenth_of_the_offline_window(
+def test_beats_claims_and_uploads_keep_a_node_online_to_a_tenth_of_the_offline_window(
     app, client, run_workers, scene_files, tmp_path, escrow
 ):
     rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=3)
@@ -76,6 +76,12 @@ def test_claims_and_uploads_keep_a_node_online_to_a_tenth_of_the_offline_window(
     answer = put_output(client, assignment, noise_png(tmp_path / "a.png", 64, 36), claim_next=True)
     assert answer.status_code == 202 and answer.json["next"] is not None
     assert age_s() < grain_s / 2  # the upload was heard
+    heard_ago(grain_s / 2)
+    client.post(f"{NODES}/{node_id}/heartbeat", json={"slots": []})
+    assert age_s() >= grain_s / 2
+    heard_ago(grain_s + 1)
+    client.post(f"{NODES}/{node_id}/heartbeat", json={"slots": []})
+    assert age_s() < grain_s / 2
     heard_ago(1, state="OFFLINE")  # the sweep saw it silent; then it claims again
     assert claim(client, node_id) is not None
     assert node_view(client, node_id)["state"] == "ONLINE" and age_s() < 1
