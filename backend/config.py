@@ -51,6 +51,9 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
             env.get("RONRENDER_SPOT_CHECK_RATE_NEW_NODES", defaults.SPOT_CHECK_RATE_NEW_NODES)
         ),
         "RONRENDER_RELEASE_WINDOW_S": float(env.get("RONRENDER_RELEASE_WINDOW_S", defaults.RELEASE_WINDOW_S)),
+        "RONRENDER_ANALYSIS_PRELOAD_AFTER_S": float(
+            env.get("RONRENDER_ANALYSIS_PRELOAD_AFTER_S", defaults.ANALYSIS_PRELOAD_AFTER_S)
+        ),
         "RONRENDER_SPOT_CHECK_WAIT_S": float(
             env.get("RONRENDER_SPOT_CHECK_WAIT_S", defaults.SPOT_CHECK_WAIT_S)
         ),

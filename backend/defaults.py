@@ -43,6 +43,7 @@ ANALYSIS_TIME_LIMIT_S = 300
 # server (a local farm), a render or a request goes first, and a Blender loading ahead
 # slows neither.
 ANALYSIS_NICENESS = 10
+ANALYSIS_PRELOAD_AFTER_S = 10.0  # idle time after an analysis before the next one's Blender loads
 ANALYSIS_QUEUE = "analysis"
 VERIFICATION_QUEUE = "verification"
 ESCROW_QUEUE = "escrow"

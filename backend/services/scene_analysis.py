@@ -3,7 +3,11 @@ frame range, resolution, engine, samples, output format and missing files.
 
 A worker that serves the analysis queue keeps the next analysis's Blender loaded
 (``keep_blender_ready``): an upload's analysis then only opens the scene, instead of
-first loading Blender (about 0.4 s). Each scene still gets a fresh child.
+first loading Blender (about 0.4 s). Each scene still gets a fresh child. After an
+analysis the next child loads once the worker has been idle for
+RONRENDER_ANALYSIS_PRELOAD_AFTER_S: the job just analysed usually starts rendering
+then, and where nodes share the machine (a local farm) a loading Blender would slow
+its first frames.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from flask import current_app
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 
 _ready: tuple[subprocess.Popen[str], Path] | None = None  # the next analysis child, loaded; its directory
 _keep_ready = False
+_ready_lock = threading.Lock()  # the child is loaded later on a timer's thread
+_load_timer: threading.Timer | None = None
 
 
 def keep_blender_ready() -> None:
@@ -39,11 +46,34 @@ def keep_blender_ready() -> None:
     analysis queue calls this as it starts; it costs a waiting child of about 100 MB)."""
     global _keep_ready
     _keep_ready = True
-    _start_next()
+    _start_next(blender_python())
 
 
-def _start_next() -> None:
+def _start_next_later(delay_s: float) -> None:
+    """Load the next analysis child once the worker has been idle for ``delay_s``."""
+    global _load_timer
+    _cancel_load()
+    if not _keep_ready:
+        return
+    _load_timer = threading.Timer(delay_s, _start_next, args=(blender_python(),))  # outside the app
+    _load_timer.daemon = True
+    _load_timer.start()
+
+
+def _cancel_load() -> None:
+    global _load_timer
+    if _load_timer is not None:
+        _load_timer.cancel()
+        _load_timer = None
+
+
+def _start_next(python: str) -> None:
     """Load the next analysis child, unless one waits; failing that, analyses start their own."""
+    with _ready_lock:
+        _load_next(python)
+
+
+def _load_next(python: str) -> None:
     global _ready
     if not _keep_ready or (_ready is not None and _ready[0].poll() is None):
         return
@@ -51,7 +81,7 @@ def _start_next() -> None:
     work_dir = Path(tempfile.mkdtemp(prefix="ronrender-analysis-"))  # its cwd, as a new child's
     try:
         process = start_waiting(
-            [blender_python(), str(INSPECT_SCRIPT), "--wait"],
+            [python, str(INSPECT_SCRIPT), "--wait"],
             cwd=str(work_dir),
             niceness=defaults.ANALYSIS_NICENESS,
         )
@@ -64,6 +94,7 @@ def _start_next() -> None:
 
 def _drop_ready() -> None:
     global _ready
+    _cancel_load()
     if _ready is not None:
         process, work_dir = _ready
         _ready = None
@@ -79,7 +110,9 @@ def _drop_ready() -> None:
 def _inspect(scene_path: Path, result_path: Path, work_dir: str) -> ProcessResult:
     """Run the inspection in the child loaded ahead, or in a new one."""
     global _ready
-    ready, _ready = _ready, None
+    _cancel_load()
+    with _ready_lock:
+        ready, _ready = _ready, None
     arguments = [str(scene_path), str(result_path)]
     try:
         if ready is not None:
@@ -96,7 +129,7 @@ def _inspect(scene_path: Path, result_path: Path, work_dir: str) -> ProcessResul
     finally:
         if ready is not None:
             shutil.rmtree(ready[1], ignore_errors=True)
-        _start_next()
+        _start_next_later(current_app.config["RONRENDER_ANALYSIS_PRELOAD_AFTER_S"])
 
 
 def blender_python() -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,7 +52,18 @@ def test_analysis_reads_the_scene_with_blender(client, run_workers, scene_files)
     assert analysis["crops_render_exactly"] is True  # no denoiser, no compositor: spot-checkable
 
 
+def _next_child_loaded(timeout_s: float = 30.0) -> subprocess.Popen[str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready = scene_analysis._ready
+        if ready is not None and ready[0].poll() is None:
+            return ready[0]
+        time.sleep(0.05)
+    raise AssertionError("the next analysis's Blender was not loaded")
+
+
 def test_an_analysis_worker_reads_each_scene_in_a_blender_loaded_ahead(app, client, run_workers, scene_files):
+    app.config["RONRENDER_ANALYSIS_PRELOAD_AFTER_S"] = 2.0
     try:
         with app.app_context():
             scene_analysis.keep_blender_ready()
@@ -63,15 +76,18 @@ def test_an_analysis_worker_reads_each_scene_in_a_blender_loaded_ahead(app, clie
         scene = client.get(f"{SCENES}/{sha256}").json
         assert scene["state"] == "READY" and scene["analysis"]["frame_end"] == 4
         assert "probe" in scene["analysis"]
-        assert loaded.poll() == 0  # it read this scene and exited; the next one waits
-        assert scene_analysis._ready[0] is not loaded and scene_analysis._ready[0].poll() is None
+        assert loaded.poll() == 0  # it read this scene and exited
+        # The next one loads once the worker has been idle a while, not while the job starts.
+        assert scene_analysis._ready is None
+        following = _next_child_loaded()
+        assert following is not loaded
 
-        scene_analysis._ready[0].kill()  # the next one dies while it waits...
-        scene_analysis._ready[0].wait()
+        following.kill()  # the next one dies while it waits...
+        following.wait()
         sha256 = upload(client, scene_files["missing_texture"]).json["sha256"]
         run_workers()
         assert client.get(f"{SCENES}/{sha256}").json["state"] == "READY"  # ...not the scene's fault
-        assert scene_analysis._ready[0].poll() is None
+        assert _next_child_loaded() is not following
     finally:
         scene_analysis._keep_ready = False
         scene_analysis._drop_ready()
