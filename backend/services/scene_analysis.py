@@ -94,7 +94,6 @@ def _load_next(python: str) -> None:
 
 def _drop_ready() -> None:
     global _ready
-    _cancel_load()
     if _ready is not None:
         process, work_dir = _ready
         _ready = None

@@ -36,12 +36,7 @@ from backend.errors import LeaseNotHeld, NotFound, RonRenderError
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SpotCheck, utc_now
 from backend.services import reputation
-from backend.services.frame_transitions import (
-    Lease,
-    open_lease,
-    requeue_or_fail,
-    transition_frame,
-)
+from backend.services.frame_transitions import Lease, open_lease, requeue_or_fail, transition_frame
 from backend.services.guarded_update import move_state
 from backend.services.scene_intake import storage
 from shared.image_checks import ExpectedImage, choose_crops, crop_region, crops_match, load_pixels
