@@ -146,6 +146,8 @@ class Verdict:
     info: ImageInfo | None = field(default=None, compare=False)
     fingerprint: str | None = field(default=None, compare=False)
     stats: dict[str, float] = field(default_factory=dict, compare=False)
+    # An accepted output's decoded channels: its preview is made without decoding again.
+    pixels: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def reject(cls, reason: RejectionReason, detail: str, **measured: Any) -> Verdict:
@@ -199,7 +201,7 @@ def check_render_output(path: str, expected: ExpectedImage) -> Verdict:
         return Verdict.reject(rejected.reason, rejected.detail, **measured)
     except Exception as error:  # the verifier never crashes on a file, whatever it holds
         return Verdict.reject(RejectionReason.UNDECODABLE, f"unexpected decoder error: {error!r}", **measured)
-    return Verdict(accepted=True, **measured)
+    return Verdict(accepted=True, pixels=decoded.pixels, **measured)
 
 
 def describe_file(path: str) -> tuple[str, int, int]:
@@ -437,6 +439,17 @@ def to_display(values: np.ndarray) -> np.ndarray:
     return _to_display(values)
 
 
+def to_display_8bit(values: np.ndarray) -> np.ndarray:
+    """``round(to_display(values) * 255)`` as uint8: one table lookup per pixel for
+    8- and 16-bit channels, none for 8-bit integers (already display values)."""
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype.itemsize <= 2 and values.dtype.kind in "uif":
+        codes = values.view(np.uint16 if values.dtype.itemsize == 2 else np.uint8)
+        return np.take(_display_table_8bit(values.dtype), codes, mode="wrap")  # every code is in it
+    return np.round(_to_display(values) * 255).astype(np.uint8)
+
+
 def _to_display(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "ui":
         return values.astype(np.float32) / float(np.iinfo(values.dtype).max)
@@ -452,6 +465,11 @@ def _display_table(dtype: np.dtype) -> np.ndarray:
     )
     with np.errstate(invalid="ignore"):  # NaN patterns of half floats: rejected earlier anyway
         return np.nan_to_num(_to_display(codes.view(dtype)).astype(np.float32))
+
+
+@functools.cache
+def _display_table_8bit(dtype: np.dtype) -> np.ndarray:
+    return np.round(_display_table(dtype) * 255).astype(np.uint8)
 
 
 def fingerprint(path: str, expected: ExpectedImage) -> str:

@@ -8,25 +8,37 @@ import io
 
 import numpy as np
 
-from shared.image_checks import ExpectedImage, load_pixels, to_display
+from shared.image_checks import ExpectedImage, load_pixels, to_display_8bit
 
 THUMBNAIL_MAX_WIDTH_PX = 256
+# Pillow shrinks by whole factors with a box filter first, then resamples the last
+# step (at most this factor) with Lanczos: a third of the time of Lanczos from full
+# size, at most one 8-bit step apart.
+RESIZE_REDUCING_GAP = 3.0
 
 
 def make_thumbnail(path: str, expected: ExpectedImage) -> bytes:
     """PNG bytes of the preview of a file that passed ``check_render_output``."""
+    return thumbnail_png(load_pixels(path, expected))
+
+
+def thumbnail_png(pixels: dict[str, np.ndarray]) -> bytes:
+    """PNG bytes of the preview of decoded channels (``Verdict.pixels``)."""
     from PIL import Image
 
-    pixels = load_pixels(path, expected)
     layer = _main_layer(pixels)
     names = [name for name in ("R", "G", "B", "A") if name in layer] or ["Y"]
     if names == ["Y"]:
         names = ["Y", "Y", "Y"] + (["A"] if "A" in layer else [])
-    planes = [np.round(to_display(layer[name]) * 255).astype(np.uint8) for name in names]
-    image = Image.fromarray(np.stack(planes, axis=-1), "RGBA" if len(planes) == 4 else "RGB")
+    planes = {name: to_display_8bit(layer[name]) for name in dict.fromkeys(names)}
+    image = Image.fromarray(
+        np.stack([planes[name] for name in names], axis=-1), "RGBA" if len(names) == 4 else "RGB"
+    )
     if image.width > THUMBNAIL_MAX_WIDTH_PX:
         height = max(1, round(image.height * THUMBNAIL_MAX_WIDTH_PX / image.width))
-        image = image.resize((THUMBNAIL_MAX_WIDTH_PX, height), Image.Resampling.LANCZOS)
+        image = image.resize(
+            (THUMBNAIL_MAX_WIDTH_PX, height), Image.Resampling.LANCZOS, reducing_gap=RESIZE_REDUCING_GAP
+        )
     buffer = io.BytesIO()
     # Fastest zlib level: 3 ms instead of 11 ms for a 256 px preview, some 20 % larger.
     image.save(buffer, "PNG", compress_level=1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import statistics
+from collections.abc import Callable
 
 from flask import current_app
 from sqlalchemy import select
@@ -25,7 +26,7 @@ from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
 from shared.image_checks import ExpectedImage, RejectionReason, check_render_output
 from shared.states import AttemptOutcome, FrameState, SpotCheckState
-from shared.thumbnails import make_thumbnail
+from shared.thumbnails import make_thumbnail, thumbnail_png
 
 # The statistical checks start once this many frames of the job are verified.
 MIN_REFERENCE_FRAMES = 3
@@ -60,7 +61,9 @@ def verify_attempt(attempt_id: int) -> None:
     observability.record_verdict(verdict.accepted, verdict.reason)
     # The preview is made before the first write: on SQLite a write transaction holds
     # every other writer (the nodes' claims and heartbeats) back until it commits.
-    preview = _thumbnail_png(output_path, expected) if verdict.accepted else None
+    preview = None
+    if verdict.accepted:  # from the pixels the checks decoded: decoding again cost more than checking
+        preview = _preview(output_path, lambda: thumbnail_png(verdict.pixels or {}))
     attempt.output_fingerprint = verdict.fingerprint
     if verdict.accepted:
         if frame.state == FrameState.UPLOADED and spot_checks.open_spot_check(
@@ -93,7 +96,8 @@ def verify_checked_frame(attempt: Attempt) -> None:
         return
     assert attempt.output_sha256 is not None
     output_path = str(storage().path_for(attempt.output_sha256))
-    preview = _thumbnail_png(output_path, expected_image(frame.job, frame, attempt))
+    expected = expected_image(frame.job, frame, attempt)
+    preview = _preview(output_path, lambda: make_thumbnail(output_path, expected))
     _accept(attempt, expect=[FrameState.CHECKING], thumbnail_sha256=_store_thumbnail(preview))
     job_lifecycle.finish_job_if_done(frame.job_id)
 
@@ -162,10 +166,10 @@ def _confirmed_by_another_node(frame: Frame, attempt: Attempt) -> bool:
     return any((reason or "").startswith(tuple(str(r) for r in COMPARATIVE_REASONS)) for reason in earlier)
 
 
-def _thumbnail_png(path: str, expected: ExpectedImage) -> bytes | None:
+def _preview(path: str, make: Callable[[], bytes]) -> bytes | None:
     """The frame's preview, or None if it cannot be made."""
     try:
-        return make_thumbnail(path, expected)
+        return make()
     except Exception:  # a preview never blocks payment for a verified frame
         current_app.logger.exception("thumbnail of %s failed", path)
         return None

@@ -1,5 +1,7 @@
 """Verification: ``shared.image_checks.check_render_output`` on a 3840x2160 frame
-against only decoding the same file (OpenEXR for the EXR, Pillow for the PNG).
+against only decoding the same file (OpenEXR for the EXR, Pillow for the PNG), and
+the verifier's whole image work on an accepted frame: the checks plus its preview
+(``shared.thumbnails.thumbnail_png`` of the pixels the checks decoded).
 
 The frames are synthetic renders: smooth shading plus per-pixel noise, so every
 check runs and accepts (the verifier is given reference noise and detail from the
@@ -84,6 +86,11 @@ def median_s(call: Callable[[], object], repeats: int) -> float:
 
 def run(repeats: int = 3, width: int = WIDTH, height: int = HEIGHT) -> Section:
     from shared.image_checks import ExpectedImage, check_render_output
+    from shared.thumbnails import thumbnail_png
+
+    def verify_with_preview(path: Path, expected: ExpectedImage) -> None:
+        verdict = check_render_output(str(path), expected)
+        thumbnail_png(verdict.pixels or {})
 
     section = Section()
     writers = {"OPEN_EXR": (write_exr, decode_exr, "exr"), "PNG": (write_png, decode_png, "png")}
@@ -108,13 +115,25 @@ def run(repeats: int = 3, width: int = WIDTH, height: int = HEIGHT) -> Section:
                 section.notes.append(f"verification: the {suffix} frame was rejected: {verdict.reason}")
             verify_s = median_s(lambda p=path, e=expected: check_render_output(str(p), e), repeats)
             decode_s = median_s(lambda p=path, d=decode: d(p), repeats)
+            with_preview_s = median_s(lambda p=path, e=expected: verify_with_preview(p, e), repeats)
             section.figures[f"verify_{suffix}_s"] = rounded(verify_s, 4)
             section.figures[f"decode_{suffix}_s"] = rounded(decode_s, 4)
             section.figures[f"verify_over_decode_{suffix}"] = rounded(ratio(verify_s, decode_s))
+            section.figures[f"verify_with_preview_{suffix}_s"] = rounded(with_preview_s, 4)
+            section.figures[f"verify_with_preview_over_decode_{suffix}"] = rounded(
+                ratio(with_preview_s, decode_s)
+            )
             section.rows.append(
                 (
                     f"verify / decode, {width}x{height} {suffix.upper()}",
                     f"{ratio(verify_s, decode_s):.2f} ({verify_s * 1000:.0f} / {decode_s * 1000:.0f} ms)",
+                    "",
+                )
+            )
+            section.rows.append(
+                (
+                    f"verify + preview / decode, {suffix.upper()}",
+                    f"{ratio(with_preview_s, decode_s):.2f} ({with_preview_s * 1000:.0f} ms)",
                     "",
                 )
             )

@@ -99,7 +99,7 @@ def test_the_preview_is_made_before_verification_writes_anything(
 
     writes: list[str] = []
     writes_before_preview: list[list[str]] = []
-    make_thumbnail = verification.make_thumbnail
+    thumbnail_png = verification.thumbnail_png
 
     def record(_conn, _cursor, statement, *_args):
         if statement.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
@@ -107,9 +107,9 @@ def test_the_preview_is_made_before_verification_writes_anything(
 
     def preview(*args):
         writes_before_preview.append(list(writes))
-        return make_thumbnail(*args)
+        return thumbnail_png(*args)
 
-    monkeypatch.setattr(verification, "make_thumbnail", preview)
+    monkeypatch.setattr(verification, "thumbnail_png", preview)
     event.listen(db.engine, "before_cursor_execute", record)
     try:
         run_workers()
@@ -117,3 +117,32 @@ def test_the_preview_is_made_before_verification_writes_anything(
         event.remove(db.engine, "before_cursor_execute", record)
     assert writes_before_preview == [[]]
     assert writes, "verification wrote its verdict after the preview"
+
+
+def test_the_preview_comes_from_the_pixels_the_checks_decoded(
+    client, run_workers, scene_files, tmp_path, escrow, monkeypatch
+):
+    """Decoding a large frame a second time for its preview cost more than all the checks."""
+    from shared import image_checks, thumbnails
+
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    node = register(client)
+    assignment = claim(client, node)
+    assert put_output(client, assignment, noise_png(tmp_path / "frame.png", 64, 36)).status_code == 202
+    decodes: list[str] = []
+    read = image_checks._read
+
+    def counted_read(path, expected):
+        decodes.append(path)
+        return read(path, expected)
+
+    monkeypatch.setattr(image_checks, "_read", counted_read)
+    monkeypatch.setattr(thumbnails, "load_pixels", lambda *_: pytest.fail("the output was decoded again"))
+    run_workers()
+
+    frame = client.get(f"{JOBS}/{job['id']}/frames").json["frames"][0]
+    assert frame["state"] == "VERIFIED"
+    assert frame["thumbnail_sha256"]
+    assert len(decodes) == 1
+    thumbnail = client.get(f"{JOBS}/{job['id']}/frames/{assignment['frame_number']}/thumbnail")
+    assert thumbnail.status_code == 200 and thumbnail.data.startswith(b"\x89PNG\r\n\x1a\n")

@@ -443,3 +443,30 @@ def test_display_lookup_tables_match_the_direct_conversion():
     assert np.allclose(image_checks.to_display(half), image_checks._to_display(half), atol=1e-6)
     byte = np.arange(256, dtype=np.uint8).reshape(16, 16)
     assert np.array_equal(image_checks.to_display(byte), image_checks._to_display(byte))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float16, np.float32])
+def test_8_bit_display_values_are_the_rounded_display_values(dtype):
+    from shared import image_checks
+
+    rng = np.random.default_rng(2)
+    if np.dtype(dtype).kind == "u":
+        values = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)  # every code
+    else:
+        values = rng.uniform(-0.5, 4.0, 4096).astype(dtype)
+    expected = np.round(image_checks.to_display(values) * 255).astype(np.uint8)
+    assert np.array_equal(image_checks.to_display_8bit(values), expected)
+
+
+def test_an_accepted_verdict_carries_the_decoded_pixels_and_a_rejected_one_none(tmp_path, rng):
+    path = tmp_path / "frame.png"
+    Image.fromarray(rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)).save(path)
+
+    accepted = check_render_output(str(path), ExpectedImage("PNG", WIDTH, HEIGHT))
+    assert accepted.accepted
+    assert accepted.pixels is not None
+    decoded = np.stack([accepted.pixels[name] for name in "RGB"], -1)
+    assert np.array_equal(decoded, np.asarray(Image.open(path)))
+    rejected = check_render_output(str(path), ExpectedImage("PNG", WIDTH + 1, HEIGHT))
+    assert not rejected.accepted
+    assert rejected.pixels is None

@@ -4,6 +4,7 @@ with the right reason; no input whatever makes the verifier raise."""
 
 from __future__ import annotations
 
+import io
 import json
 import statistics
 import subprocess
@@ -17,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shared.image_checks import ExpectedImage, RejectionReason, Verdict, check_render_output
-from shared.thumbnails import THUMBNAIL_MAX_WIDTH_PX, make_thumbnail
+from shared.image_checks import ExpectedImage, RejectionReason, Verdict, check_render_output, to_display
+from shared.thumbnails import THUMBNAIL_MAX_WIDTH_PX, make_thumbnail, thumbnail_png
 
 pytestmark = pytest.mark.unit
 
@@ -269,6 +270,39 @@ def test_wide_thumbnail_is_scaled_down(tmp_path):
     data = make_thumbnail(str(path), ExpectedImage("PNG", 1024, 300))
     (tmp_path / "t.png").write_bytes(data)
     assert Image.open(tmp_path / "t.png").size == (256, 75)
+
+
+@pytest.mark.parametrize("output_format", ["PNG", "OPEN_EXR"])
+def test_a_large_frames_preview_comes_from_the_checked_pixels_and_matches_a_full_lanczos_resize(
+    tmp_path, output_format
+):
+    width, height = 1280, 720
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin(x / 40)], -1) * 1.2  # some clipped
+    rgb += rng.normal(0, 0.03, rgb.shape).astype(np.float32)
+    if output_format == "PNG":
+        path = tmp_path / "large.png"
+        Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    else:
+        path = tmp_path / "large.exr"
+        channels = {name: rgb[..., i].astype(np.float16) for i, name in enumerate("RGB")}
+        OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, channels).write(str(path))
+    expected = ExpectedImage(output_format, width, height)
+
+    verdict = check_render_output(str(path), expected)
+    assert verdict.accepted
+    preview = thumbnail_png(verdict.pixels)
+    assert preview == make_thumbnail(str(path), expected)
+
+    # What a full-size Lanczos resize of the tone-mapped frame gives, to within one 8-bit step.
+    planes = [np.round(to_display(verdict.pixels[name]) * 255).astype(np.uint8) for name in "RGB"]
+    size = (THUMBNAIL_MAX_WIDTH_PX, round(height * THUMBNAIL_MAX_WIDTH_PX / width))
+    reference = np.asarray(Image.fromarray(np.stack(planes, -1)).resize(size, Image.Resampling.LANCZOS))
+    with Image.open(io.BytesIO(preview)) as thumb:
+        assert thumb.size == size
+        difference = np.abs(np.asarray(thumb).astype(int) - reference.astype(int))
+    assert difference.max() <= 1
 
 
 # --- no crash on any input --------------------------------------------------------------
