@@ -23,15 +23,19 @@ def _app_context() -> AbstractContextManager[object]:
     return _worker_app.app_context()
 
 
-def warm_up(*, connect_chain: bool, analysis: bool = False) -> None:
+def warm_up(*, connect_chain: bool, analysis: bool = False, verification: bool = False) -> None:
     """Build what a worker's first job would: the app, the task modules, for an analysis
-    worker the next analysis's Blender and, for an escrow worker, the chain connection."""
-    from backend.services import payments, scene_analysis, spot_checks, verification  # noqa: F401
+    worker the next analysis's Blender, for a verifier the image decoders and, for an
+    escrow worker, the chain connection."""
+    from backend.services import payments, scene_analysis, spot_checks  # noqa: F401
+    from backend.services import verification as verifier
     from backend.services.chain_access import escrow_chain
 
     with _app_context():
         if analysis:
             scene_analysis.keep_blender_ready()
+        if verification:
+            verifier.warm_up()
         if not connect_chain:
             return
         try:

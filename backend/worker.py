@@ -2,7 +2,8 @@
 
 A SimpleWorker (jobs run in the worker process, no fork per job) that builds the app,
 imports the task modules, if it serves the analysis queue loads the next analysis's
-Blender, and if it serves the escrow queue connects the escrow chain, before it takes
+Blender, if it serves the verification queue loads the image decoders (a check and a
+preview of a small PNG and EXR), and if it serves the escrow queue connects the escrow chain, before it takes
 its first job (only escrow workers hold the operator key).
 Without this, the first job of each worker paid for all of that: about 1.2 s to build the
 app, and a keystore decryption for the first lock, on the path of every new job's start.
@@ -21,7 +22,9 @@ from backend.queues import queue_name
 class WarmWorker(SimpleWorker):
     def work(self, *args: Any, **kwargs: Any) -> bool:
         tasks.warm_up(
-            connect_chain=self._serves(defaults.ESCROW_QUEUE), analysis=self._serves(defaults.ANALYSIS_QUEUE)
+            connect_chain=self._serves(defaults.ESCROW_QUEUE),
+            analysis=self._serves(defaults.ANALYSIS_QUEUE),
+            verification=self._serves(defaults.VERIFICATION_QUEUE),
         )
         return super().work(*args, **kwargs)
 

@@ -1,6 +1,7 @@
-"""The farm's RQ worker builds its app, connects the escrow chain (escrow workers) and
-loads Blender for the next analysis (analysis workers) before its first job, so a new
-job's first lock or scene analysis does not wait for that. A web worker connects the
+"""The farm's RQ worker builds its app, connects the escrow chain (escrow workers),
+loads Blender for the next analysis (analysis workers) and the image decoders
+(verifiers) before its first job, so a new job's first lock, scene analysis or
+verified frame does not wait for that. A web worker connects the
 chain before its first request (an acceptance names the chain id)."""
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ print(json.dumps({
     "app_built": app is not None,
     "chain_connected": app is not None and "ronrender_escrow_chain" in app.extensions,
     "analysis_blender_ready": scene_analysis._ready is not None and scene_analysis._ready[0].poll() is None,
+    "decoders_loaded": all(name in sys.modules for name in ("PIL.PngImagePlugin", "OpenEXR")),
 }))
 """
 
@@ -68,28 +70,32 @@ def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str
     return _child_report(app, CHILD, queue, app.config["RONRENDER_REDIS_URL"], **overrides)
 
 
+def _ready(*done: str) -> dict[str, bool]:
+    """The child's report: the app is always built; ``done`` names what else is ready."""
+    return {"app_built": True} | {
+        what: what in done for what in ("chain_connected", "analysis_blender_ready", "decoders_loaded")
+    }
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_is_ready_before_its_first_job(app):
-    assert _burst_worker(app) == {"app_built": True, "chain_connected": True, "analysis_blender_ready": False}
+    assert _burst_worker(app) == _ready("chain_connected")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_an_analysis_worker_has_blender_loaded_before_its_first_scene(app):
-    ready = {"app_built": True, "chain_connected": False, "analysis_blender_ready": True}
-    assert _burst_worker(app, "analysis") == ready
+    assert _burst_worker(app, "analysis") == _ready("analysis_blender_ready")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_only_escrow_workers_hold_the_chain_and_its_key(app):
-    verifier = {"app_built": True, "chain_connected": False, "analysis_blender_ready": False}
-    assert _burst_worker(app, "verification") == verifier
+def test_only_escrow_workers_hold_the_chain_and_its_key_and_verifiers_load_the_decoders(app):
+    assert _burst_worker(app, "verification") == _ready("decoders_loaded")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_without_its_chain_still_starts(app):
     """The chain may come up later: the first escrow job connects, and retries, itself."""
-    no_chain = {"app_built": True, "chain_connected": False, "analysis_blender_ready": False}
-    assert _burst_worker(app, RONRENDER_ESCROW_ADDRESS="") == no_chain
+    assert _burst_worker(app, RONRENDER_ESCROW_ADDRESS="") == _ready()
 
 
 WEB_CHILD = """
