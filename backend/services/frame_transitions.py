@@ -35,8 +35,8 @@ def transition_frame(
     allowed_from = set(states_leading_to(to_state))
     if expect is not None:
         allowed_from &= set(expect)
-    lease = [Frame.current_attempt_id == held_by] if held_by is not None else []
-    return move_state(Frame, frame_id, allowed_from, to_state, also_where=lease, **values)
+    lease = {"current_attempt_id": held_by} if held_by is not None else None
+    return move_state(Frame, frame_id, allowed_from, to_state, also_equal=lease, **values)
 
 
 def requeue_or_fail(frame: Frame, *, counts_as_failure: bool, reason: str | None) -> FrameState:

@@ -3,6 +3,7 @@ frame handed back. Only a live lease counts."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import Update, bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend import queues
@@ -159,24 +160,32 @@ def _repeated_upload(attempt_id: int, lease_token: str, stream: BinaryIO) -> Rec
 def _finish_open_attempt(attempt_id: int, output_sha256: str, next_attempt_id: int | None) -> bool:
     """OPEN -> UPLOADED with its output (and the lease handed out with it), in one guarded
     UPDATE; False if no longer OPEN or its lease has expired."""
-    now = utc_now()
-    finished = db.session.execute(
-        update(Attempt)
+    parameters = {"attempt_id": attempt_id, "now": utc_now(), "sha256": output_sha256}
+    finished = db.session.execute(_finish_open_attempt_statement(), {**parameters, "next": next_attempt_id})
+    return finished.rowcount == 1
+
+
+@functools.cache
+def _finish_open_attempt_statement() -> Update:
+    """Built once per process, as every upload runs it."""
+    attempts = Attempt.__table__.c
+    return (
+        update(Attempt.__table__)
         .where(
-            Attempt.id == attempt_id,
-            Attempt.outcome == AttemptOutcome.OPEN,
-            Attempt.lease_expires_at >= now,
+            attempts.id == bindparam("attempt_id"),
+            attempts.outcome == AttemptOutcome.OPEN,
+            attempts.lease_expires_at >= bindparam("now"),
         )
         .values(
-            outcome=AttemptOutcome.UPLOADED,
-            output_sha256=output_sha256,
-            progress=1.0,
-            ended_at=now,
-            next_attempt_id=next_attempt_id,
+            {
+                attempts.outcome: AttemptOutcome.UPLOADED,
+                attempts.output_sha256: bindparam("sha256"),
+                attempts.progress: 1.0,
+                attempts.ended_at: bindparam("now"),
+                attempts.next_attempt_id: bindparam("next", type_=attempts.next_attempt_id.type),
+            }
         )
-        .execution_options(synchronize_session=False)
     )
-    return finished.rowcount == 1
 
 
 def report_failure(attempt_id: int, lease_token: str, reason: str, log_tail: str) -> Attempt:
