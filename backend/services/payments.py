@@ -20,7 +20,7 @@ from backend import defaults, queues
 from backend.errors import ChainRejected, ChainUnavailable
 from backend.escrow_chain import EscrowChain, PreparedTransaction
 from backend.extensions import db
-from backend.models import Attempt, Frame, Job, Payment, utc_now
+from backend.models import Job, Payment, utc_now
 from backend.services.chain_access import escrow_chain, operator_lock
 from backend.services.job_lifecycle import transition_job
 from backend.services.job_split import get_job
@@ -142,25 +142,20 @@ def lock_job(job_id: str) -> None:
 # Releases
 
 
-def record_release(frame_id: int) -> None:
-    """A verified frame owes its price to the node that rendered it: record it, queue the send."""
-    frame = db.session.get(Frame, frame_id)
-    assert frame is not None and frame.current_attempt_id is not None
-    attempt = db.session.get(Attempt, frame.current_attempt_id)
-    assert attempt is not None
-    job: Job = frame.job
-    recorded = _record(
+def add_release(job: Job, frame_number: int, recipient: str | None) -> None:
+    """A verified frame owes its price to the node that rendered it: the release joins the
+    caller's transaction, the one that verifies the frame (at most one per frame: a unique
+    key). The caller queues the send once it has committed."""
+    db.session.add(
         Payment(
             job_id=job.id,
             kind=PaymentKind.RELEASE,
-            frame_number=frame.number,
-            frame_index=(frame.number - job.frame_start) // job.frame_step,
+            frame_number=frame_number,
+            frame_index=(frame_number - job.frame_start) // job.frame_step,
             amount_wei=job.price_per_frame_wei,
-            recipient=attempt.node.payout_address,
+            recipient=recipient,
         )
     )
-    if recorded is not None:
-        queues.enqueue_releases(job.id)
 
 
 def send_releases(job_id: str) -> None:

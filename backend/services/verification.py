@@ -21,7 +21,7 @@ import numpy as np
 from flask import current_app
 from sqlalchemy import select
 
-from backend import observability
+from backend import observability, queues
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, SpotCheck
 from backend.services import job_lifecycle, payments, reputation, spot_checks
@@ -106,18 +106,22 @@ def verify_checked_frame(attempt: Attempt) -> None:
 
 
 def _accept(attempt: Attempt, *, expect: list[FrameState], **frame_values: object) -> None:
-    """The frame is verified with this attempt's output, and its release recorded."""
-    frame = attempt.frame
+    """The frame is verified with this attempt's output and its release recorded, in one
+    transaction: a worker stopped between the two would have left a verified frame unpaid,
+    and its price refunded to the artist when the job closed."""
+    frame, node = attempt.frame, attempt.node
+    job, frame_number, ids = frame.job, frame.number, _ids(attempt)  # read before the writes
     verified = transition_frame(
         frame.id, FrameState.VERIFIED, expect=expect, output_sha256=attempt.output_sha256, **frame_values
     )
     attempt.outcome = AttemptOutcome.VERIFIED if verified else AttemptOutcome.CANCELLED
     if verified:
-        reputation.record(attempt.node, reputation.Outcome.VERIFIED)
+        reputation.record(node, reputation.Outcome.VERIFIED)
+        payments.add_release(job, frame_number, node.payout_address)
     db.session.commit()
     if verified:
-        log.info("frame verified", extra=_ids(attempt))
-        payments.record_release(frame.id)
+        log.info("frame verified", extra=ids)
+        queues.enqueue_releases(str(ids["job_id"]))
 
 
 def _ids(attempt: Attempt) -> dict[str, object]:

@@ -146,3 +146,40 @@ def test_the_preview_comes_from_the_pixels_the_checks_decoded(
     assert len(decodes) == 1
     thumbnail = client.get(f"{JOBS}/{job['id']}/frames/{assignment['frame_number']}/thumbnail")
     assert thumbnail.status_code == 200 and thumbnail.data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_frame_is_verified_in_the_transaction_that_records_its_release(
+    client, run_workers, scene_files, tmp_path, escrow
+):
+    """No commit ever shows a verified frame without its release: a worker stopped between
+    two commits would have left the frame unpaid and its price refunded when the job closed."""
+    from sqlalchemy import event, text
+
+    from backend.extensions import db
+
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
+    node = register(client)
+    for index in range(2):
+        assignment = claim(client, node)
+        image = noise_png(tmp_path / f"frame-{index}.png", 64, 36, seed=index)
+        assert put_output(client, assignment, image).status_code == 202
+    committed: list[tuple[int, int]] = []
+
+    def look(_session) -> None:
+        with db.engine.connect() as connection:
+            counts = connection.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM frames WHERE job_id = :job AND state = 'VERIFIED'),"
+                    " (SELECT count(*) FROM payments WHERE job_id = :job AND kind = 'RELEASE')"
+                ),
+                {"job": job["id"]},
+            ).one()
+        committed.append((counts[0], counts[1]))
+
+    event.listen(db.session, "after_commit", look)
+    try:
+        run_workers()
+    finally:
+        event.remove(db.session, "after_commit", look)
+    assert (2, 2) in committed
+    assert all(verified <= released for verified, released in committed), committed
