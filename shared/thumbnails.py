@@ -13,7 +13,7 @@ from shared.image_checks import ExpectedImage, load_pixels, to_display_8bit
 THUMBNAIL_MAX_WIDTH_PX = 256
 # Pillow shrinks by whole factors with a box filter first, then resamples the last
 # step (at most this factor) with Lanczos: a third of the time of Lanczos from full
-# size, at most one 8-bit step apart.
+# size for a 4K frame, and within a few 8-bit steps of it (1 on a rendered image).
 RESIZE_REDUCING_GAP = 3.0
 
 
@@ -27,9 +27,9 @@ def thumbnail_png(pixels: dict[str, np.ndarray]) -> bytes:
     from PIL import Image
 
     layer = _main_layer(pixels)
-    names = [name for name in ("R", "G", "B", "A") if name in layer] or ["Y"]
-    if names == ["Y"]:
-        names = ["Y", "Y", "Y"] + (["A"] if "A" in layer else [])
+    names = [name for name in ("R", "G", "B") if name in layer] or ["Y", "Y", "Y"]  # grey: as RGB
+    if "A" in layer:
+        names.append("A")
     planes = {name: to_display_8bit(layer[name]) for name in dict.fromkeys(names)}
     image = Image.fromarray(
         np.stack([planes[name] for name in names], axis=-1), "RGBA" if len(names) == 4 else "RGB"

@@ -30,6 +30,7 @@ def move_state(
     used. The caller commits.
     """
     also_equal = also_equal or {}
+    assert None not in also_equal.values(), "= NULL matches no row: leave the column out instead"
     statement = _guarded_update(model.__table__, frozenset(from_states), tuple(also_equal), tuple(values))
     parameters = {
         "row_id": row_id,

@@ -10,6 +10,8 @@ those comparisons rejected are believed: the scene really is like that there.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import logging
 import os
@@ -66,7 +68,8 @@ def verify_attempt(attempt_id: int) -> None:
     # every other writer (the nodes' claims and heartbeats) back until it commits.
     preview = None
     if verdict.accepted:  # from the pixels the checks decoded: decoding again cost more than checking
-        preview = _preview(output_path, lambda: thumbnail_png(verdict.pixels or {}))
+        preview = _preview(output_path, functools.partial(thumbnail_png, verdict.pixels or {}))
+        verdict = dataclasses.replace(verdict, pixels=None)  # let a 4K frame's channels go (66-130 MB)
     attempt.output_fingerprint = verdict.fingerprint
     if verdict.accepted:
         if frame.state == FrameState.UPLOADED and spot_checks.open_spot_check(
@@ -193,6 +196,13 @@ def warm_up() -> None:
     """Check and preview a small PNG and EXR once, so that the first frame a new worker
     verifies does not pay for loading Pillow's plugins, OpenEXR and the display tables
     (about 40 ms of CPU beside a rendering node)."""
+    try:
+        _check_and_preview_samples()
+    except Exception:  # only a head start: the first frame loads what it needs itself
+        log.warning("the image decoders could not be loaded ahead", exc_info=True)
+
+
+def _check_and_preview_samples() -> None:
     import OpenEXR
     from PIL import Image
 

@@ -23,6 +23,7 @@ from rq import Queue
 from backend import tasks
 from backend.services import scene_analysis
 from backend.worker import WarmWorker
+from shared import image_checks
 
 queue = Queue(sys.argv[1], connection=Redis.from_url(sys.argv[2]))
 assert tasks._worker_app is None
@@ -32,7 +33,8 @@ print(json.dumps({
     "app_built": app is not None,
     "chain_connected": app is not None and "ronrender_escrow_chain" in app.extensions,
     "analysis_blender_ready": scene_analysis._ready is not None and scene_analysis._ready[0].poll() is None,
-    "decoders_loaded": all(name in sys.modules for name in ("PIL.PngImagePlugin", "OpenEXR")),
+    "decoders_loaded": all(name in sys.modules for name in ("PIL.PngImagePlugin", "OpenEXR"))
+    and image_checks._display_table_8bit.cache_info().currsize > 0,  # an EXR preview was made
 }))
 """
 

@@ -276,7 +276,7 @@ def test_wide_thumbnail_is_scaled_down(tmp_path):
 def test_a_large_frames_preview_comes_from_the_checked_pixels_and_matches_a_full_lanczos_resize(
     tmp_path, output_format
 ):
-    width, height = 1280, 720
+    width, height = 1920, 1080  # 7.5x down: Pillow box-shrinks 2x first, then Lanczos
     rng = np.random.default_rng(3)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     rgb = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin(x / 40)], -1) * 1.2  # some clipped
@@ -295,14 +295,35 @@ def test_a_large_frames_preview_comes_from_the_checked_pixels_and_matches_a_full
     preview = thumbnail_png(verdict.pixels)
     assert preview == make_thumbnail(str(path), expected)
 
-    # What a full-size Lanczos resize of the tone-mapped frame gives, to within one 8-bit step.
+    # What a full-size Lanczos resize of the tone-mapped frame gives, to within a few 8-bit
+    # steps here and there (the shrink boxes two pixels first) and a fraction of one on average.
     planes = [np.round(to_display(verdict.pixels[name]) * 255).astype(np.uint8) for name in "RGB"]
     size = (THUMBNAIL_MAX_WIDTH_PX, round(height * THUMBNAIL_MAX_WIDTH_PX / width))
     reference = np.asarray(Image.fromarray(np.stack(planes, -1)).resize(size, Image.Resampling.LANCZOS))
     with Image.open(io.BytesIO(preview)) as thumb:
         assert thumb.size == size
         difference = np.abs(np.asarray(thumb).astype(int) - reference.astype(int))
-    assert difference.max() <= 1
+    assert difference.max() <= 3
+    assert difference.mean() < 0.3
+
+
+@pytest.mark.parametrize(("mode", "thumbnail_mode"), [("L", "RGB"), ("LA", "RGBA")])
+def test_a_grey_frames_preview_is_grey_rgb_with_its_alpha(tmp_path, mode, thumbnail_mode):
+    rng = np.random.default_rng(4)
+    grey = rng.integers(0, 256, (300, 400), dtype=np.uint8)
+    planes = [grey] if mode == "L" else [grey, np.full_like(grey, 200)]
+    path = tmp_path / f"grey-{mode}.png"
+    Image.fromarray(np.stack(planes, -1).squeeze(), mode).save(path)
+
+    verdict = check_render_output(str(path), ExpectedImage("PNG", 400, 300))
+    assert verdict.accepted
+    with Image.open(io.BytesIO(thumbnail_png(verdict.pixels))) as thumb:
+        assert thumb.mode == thumbnail_mode
+        assert thumb.size == (THUMBNAIL_MAX_WIDTH_PX, 192)
+        pixels = np.asarray(thumb).astype(int)
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    if mode == "LA":
+        assert (pixels[..., 3] == 200).all()
 
 
 # --- no crash on any input --------------------------------------------------------------
