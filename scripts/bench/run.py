@@ -65,7 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--upload-mib", type=int, default=1024, help="size of the uploaded .blend")
     parser.add_argument("--verify-width", type=int, default=verification.WIDTH)
     parser.add_argument("--verify-height", type=int, default=verification.HEIGHT)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per median (verification, download)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per median (verification, download, farm overhead)"
+    )
     return parser.parse_args(argv)
 
 
@@ -84,7 +86,7 @@ def benchmarks(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
         "gas": gas.run,
         "split": lambda: split.run(args.split_frames),
         "transfer": lambda: transfer.run(args.upload_mib * 2**20, args.repeats, log_dir),
-        "farm_overhead": lambda: farm_overhead.run(args.overhead_frames),
+        "farm_overhead": lambda: farm_overhead.run(args.overhead_frames, args.repeats),
         "scheduler": lambda: scheduler.run(options),
     }
 
