@@ -118,8 +118,14 @@ class BackendClient:
         exclude_job_ids: frozenset[str] = frozenset(),
         exclude_artists: frozenset[str] = frozenset(),
     ) -> Claimed | NoWork:
-        """One frame under a new lease; the owner's blocklist travels along so it is never handed out."""
-        body = {"exclude_job_ids": sorted(exclude_job_ids), "exclude_artists": sorted(exclude_artists)}
+        """One frame under a new lease; the owner's blocklist travels along so it is never handed out.
+        The slot starts what it is handed at once (fetching the scene is part of the work), so
+        the backend marks it RENDERING with the answer: no beat has to say so."""
+        body = {
+            "exclude_job_ids": sorted(exclude_job_ids),
+            "exclude_artists": sorted(exclude_artists),
+            "starts_at_once": True,
+        }
         path = protocol.node_claim_path(node_id)
         response = self._retrying(lambda: self.api.request("POST", path, json=body))
         self.claimed_at = time.monotonic()
@@ -171,12 +177,12 @@ class BackendClient:
         self, assignment: FrameAssignment, path: Path, *, claim_next: bool = False
     ) -> Claimed | NoWork | None:
         """Upload the frame; with ``claim_next``, the answer is the node's next frame too
-        (NoWork when none fits), else None."""
+        (NoWork when none fits; RENDERING already, as with ``claim``), else None."""
         headers = {
             protocol.LEASE_TOKEN_HEADER: assignment.lease_token,
             "Content-Type": "application/octet-stream",
         }
-        params = {"claim_next": "true"} if claim_next else None
+        params = {"claim_next": "true", "starts_at_once": "true"} if claim_next else None
 
         def send() -> Any:
             with open(path, "rb") as handle:

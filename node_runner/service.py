@@ -109,7 +109,7 @@ class NodeService:
         heartbeat = Heartbeat(
             self.client, self.node_id, config.heartbeat_interval_s, self.stop, self._active_frames
         )
-        self.slots = [self._slot(spec, heartbeat) for spec in specs]
+        self.slots = [self._slot(spec) for spec in specs]
         heartbeat.start()
         for slot in self.slots:
             slot.start()
@@ -160,7 +160,7 @@ class NodeService:
             log.warning("%s", error)
             return None
 
-    def _slot(self, spec: SlotSpec, heartbeat: Heartbeat) -> SlotWorker:
+    def _slot(self, spec: SlotSpec) -> SlotWorker:
         config = self.config
         slot_dir = config.work_dir / "slots" / spec.name
         limits = ResourceLimits(
@@ -174,13 +174,6 @@ class NodeService:
         )  # fmt: skip
         assert self.node_id is not None
 
-        def changed(frame_started: bool = False) -> None:
-            # A frame's start is told at once (its frame shows RENDERING); its end needs no
-            # beat: the upload already tells the backend.
-            if frame_started:
-                heartbeat.beat()
-            self._write_status(running=True)
-
         return SlotWorker(
             spec,
             node_id=self.node_id,
@@ -191,7 +184,7 @@ class NodeService:
             stop=self.stop,
             work_dir=config.work_dir,
             idle_poll_interval_s=config.idle_poll_interval_s,
-            on_change=changed,
+            on_change=lambda: self._write_status(running=True),
         )
 
     def _active_frames(self) -> list[ActiveFrame]:

@@ -50,7 +50,7 @@ class SlotWorker(threading.Thread):
         stop: threading.Event,
         work_dir: Path,
         idle_poll_interval_s: float,
-        on_change: Callable[..., None] = lambda **_: None,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(name=f"slot-{spec.name}", daemon=True)
         self.spec = spec
@@ -62,13 +62,12 @@ class SlotWorker(threading.Thread):
         self.stop = stop
         self.work_dir = work_dir
         self.idle_poll_interval_s = idle_poll_interval_s
-        self.on_change = on_change  # the status file (and a frame's start, the heartbeat) follow
+        self.on_change = on_change  # the status file follows
         self.active: ActiveFrame | None = None
         self.waiting: str | None = None
         self.counters = SlotCounters()
         self.error: BaseException | None = None
         self._artists: dict[str, str | None] = {}
-        self._uploaded_job: str | None = None  # the job of this slot's last upload
         self._last_logged_quarter = -1
 
     @property
@@ -93,7 +92,7 @@ class SlotWorker(threading.Thread):
                 if isinstance(handed, Claimed):
                     claimed, handed = handed, None
                     if self._may_claim():
-                        handed = self._work_on_handed(claimed)
+                        handed = self._work_on(claimed.assignment)
                     else:  # paused, or told to stop, during the upload
                         self._hand_back(claimed.assignment)
                     continue
@@ -123,13 +122,6 @@ class SlotWorker(threading.Thread):
         finally:
             if isinstance(handed, Claimed):  # stopping: the frame handed with the upload goes back
                 self._hand_back(handed.assignment)
-
-    def _work_on_handed(self, claimed: Claimed) -> Claimed | NoWork | None:
-        """A frame that came with the last upload's answer (asked only without a blocklist).
-        One of the job just uploaded is RENDERING already: the scene is here, no beat needed."""
-        assignment = claimed.assignment
-        started = not assignment.is_spot_check and assignment.job_id == self._uploaded_job
-        return self._work_on(assignment, started_by_backend=started)
 
     def _may_claim(self) -> bool:
         """Whether the owner's terms let this slot take a new frame now (logs why not, once)."""
@@ -208,14 +200,13 @@ class SlotWorker(threading.Thread):
                 return None
         return self._artists[job_id]
 
-    def _work_on(
-        self, assignment: FrameAssignment, *, started_by_backend: bool = False
-    ) -> Claimed | NoWork | None:
-        """Render and upload the frame; returns the next frame if the upload claimed one."""
+    def _work_on(self, assignment: FrameAssignment) -> Claimed | NoWork | None:
+        """Render and upload the frame; returns the next frame if the upload claimed one. The
+        backend marked it RENDERING when it handed it (the node starts at once): no beat."""
         active = ActiveFrame(assignment)
         self.active = active
         self._last_logged_quarter = -1
-        self.on_change(frame_started=not started_by_backend)
+        self.on_change()
         attempt_dir = self.work_dir / "attempts" / str(assignment.attempt_id)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         log.info(
@@ -240,7 +231,6 @@ class SlotWorker(threading.Thread):
                 handed = self.client.upload_output(
                     assignment, result.output_path, claim_next=self._claims_with_upload()
                 )
-                self._uploaded_job = assignment.job_id
                 self.counters.uploaded += 1
                 log.info(
                     "slot %s: uploaded frame %d of job %s",

@@ -64,11 +64,9 @@ def upload_output(attempt_id: int, query: dict[str, Any]) -> Any:
     node_id = node.id  # read before the commit expires the rows
     heartbeats.note_heard(node, utc_now())
     claim_next = query["claim_next"]
+    lease_next = functools.partial(matchmaker.claim_with_upload, node, starts_at_once=query["starts_at_once"])
     received = render_outputs.receive_output(
-        attempt.id,
-        lease_token,
-        request.stream,
-        lease_next=functools.partial(matchmaker.claim_with_upload, node) if claim_next else None,
+        attempt.id, lease_token, request.stream, lease_next=lease_next if claim_next else None
     )
     answer: dict[str, Any] = {
         "id": received.id,

@@ -93,6 +93,7 @@ def claim(node_id: str, json_data: dict[str, Any]) -> Any:
         _my_node(node_id),
         exclude_job_ids=json_data["exclude_job_ids"],
         exclude_artists=json_data["exclude_artists"],
+        starts_at_once=json_data["starts_at_once"],
     )
     if claimed is None:
         retry_after_s = matchmaker.idle_retry_after_s()

@@ -178,11 +178,19 @@ class RenderSettingsOut(Schema):
     height = Integer()
 
 
+STARTS_AT_ONCE_DESCRIPTION = (
+    "The node starts the frame as soon as it is handed (it asks the scene at once): the frame is"
+    " RENDERING from the answer on, and no beat needs to say it started."
+)
+
+
 class ClaimIn(Schema):
-    """What the node's owner will not render (their blocklist), so it is never handed out."""
+    """What the node's owner will not render (their blocklist), so it is never handed out,
+    and whether the node starts what it is handed at once."""
 
     exclude_job_ids = List(String(validate=Length(max=32)), load_default=list, validate=Length(max=1000))
     exclude_artists = List(String(validate=ADDRESS), load_default=list, validate=Length(max=1000))
+    starts_at_once = Boolean(load_default=False, metadata={"description": STARTS_AT_ONCE_DESCRIPTION})
 
 
 class AssignmentOut(Schema):
@@ -226,6 +234,9 @@ class OutputUploadQuery(Schema):
             " frame). A node with a blocklist claims on its own instead."
         },
     )
+    starts_at_once = Boolean(
+        load_default=False, metadata={"description": "With claim_next: " + STARTS_AT_ONCE_DESCRIPTION}
+    )
 
 
 class OutputUploadOut(AttemptOut):
@@ -234,7 +245,8 @@ class OutputUploadOut(AttemptOut):
         allow_none=True,
         metadata={
             "description": "With claim_next: the next frame under a new lease, or null when none fits."
-            " A frame of the same job is RENDERING at once (the node holds its scene)."
+            " A frame of the same job is RENDERING at once (the node holds its scene), as is any"
+            " frame with starts_at_once."
         },
     )
 

@@ -236,35 +236,42 @@ def claim_frame(
     *,
     exclude_job_ids: list[str] | None = None,
     exclude_artists: list[str] | None = None,
+    starts_at_once: bool = False,
 ) -> Claim | None:
     """Give the node one frame under a new lease, or None when nothing fits.
 
     A waiting spot check of another wallet's frame comes first (it is small, and a
     frame's payment waits on it); then frames handed back after a miss, which go
-    only to reputable nodes; a suspended node gets nothing.
+    only to reputable nodes; a suspended node gets nothing. The frame is ASSIGNED
+    until the node's beat says it started, or RENDERING at once for a node that
+    ``starts_at_once``.
     """
     if node.suspended_reason:
         raise NodeSuspended(f"node {node.id} is suspended: {node.suspended_reason}")
+    node_id = node.id  # read before the commit expires the row (reading it then reloads it)
     heartbeats.note_heard(node, utc_now())
-    claimed = _claim(node, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists)
+    claimed = _claim(
+        node, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists, starts_at_once=starts_at_once
+    )
     db.session.commit()
     if claimed is not None:
-        log_assigned(node.id, claimed)
+        log_assigned(node_id, claimed)
     return claimed
 
 
 @observability.CLAIM_SECONDS.time()
-def claim_with_upload(node: Node, uploaded_job_id: str) -> Claim | None:
+def claim_with_upload(node: Node, uploaded_job_id: str, *, starts_at_once: bool = False) -> Claim | None:
     """The uploading node's next frame, leased in the upload's own transaction (the caller
     commits both, or neither); None when nothing fits or the node may not claim now (its
     own claim then says why). The caller has noted the node heard.
 
     A frame of the job just uploaded starts RENDERING at once: the node holds that scene
-    and its Blender is warm, so it needs no separate beat to say it started.
+    and its Blender is warm, so it needs no separate beat to say it started. So does any
+    frame for a node that ``starts_at_once``.
     """
     if node.suspended_reason:
         return None
-    return _claim(node, continuing_job_id=uploaded_job_id)
+    return _claim(node, continuing_job_id=uploaded_job_id, starts_at_once=starts_at_once)
 
 
 def _claim(
@@ -273,9 +280,10 @@ def _claim(
     exclude_job_ids: list[str] | None = None,
     exclude_artists: list[str] | None = None,
     continuing_job_id: str | None = None,
+    starts_at_once: bool = False,
 ) -> Claim | None:
     """A lease on the first spot check or frame that fits, uncommitted. A frame of
-    ``continuing_job_id`` starts RENDERING."""
+    ``continuing_job_id``, or any frame when the node ``starts_at_once``, starts RENDERING."""
     now = utc_now()
     checked = spot_checks.claim_spot_check(
         node, now, exclude_job_ids=exclude_job_ids, exclude_artists=exclude_artists
@@ -288,7 +296,8 @@ def _claim(
         return Claim(attempt_id=lease.attempt_id, frame_number=frame.number, assignment=assignment)
     node_id = node.id
     for frame_id, frame_number, job_id in _pending_frames(node, exclude_job_ids, exclude_artists):
-        starts = FrameState.RENDERING if job_id == continuing_job_id else FrameState.ASSIGNED
+        started = starts_at_once or job_id == continuing_job_id
+        starts = FrameState.RENDERING if started else FrameState.ASSIGNED
         claim = _lease(node_id, frame_id, frame_number, job_id, starts, now)
         if claim is not None:
             return claim

@@ -3,12 +3,12 @@
 Each simulated node does what ``node_runner`` does over HTTP: it registers, waits
 for the start signal, then claims a frame, "renders" by sleeping for the frame's
 drawn render time, uploads a tiny valid PNG under its lease and claims the next
-frame in the same request, as the real node does. As the node, it beats when a
-frame starts unless the backend started it (a frame of the job just uploaded),
-and otherwise only when the backend has not heard from it for an interval or a
+frame in the same request, as the real node does. As the node, it says it starts
+what it is handed at once (the backend marks the frame RENDERING with its answer),
+so it beats only when the backend has not heard from it for an interval or a
 frame's lease has gone an interval unrenewed; with no work it polls again after
-the idle interval. Render times are drawn from the
-frame number alone (``render_time_s``), so the controller knows the ideal schedule.
+the idle interval. Render times are drawn from the frame number
+alone (``render_time_s``), so the controller knows the ideal schedule.
 
 Run by ``scripts.bench.scheduler`` as ``python -m scripts.bench.sim_nodes ...``:
 it prints ``registered`` once every node is registered, starts on a ``go`` line
@@ -42,6 +42,7 @@ UNREACHABLE_RETRY_S = 1.0  # node_runner.defaults: a claim that got no answer wa
 UPLOAD_RETRY_WINDOW_S = 600.0
 UPLOAD_RETRY_MAX_WAIT_S = 15.0
 REGISTER_CONCURRENCY = 32
+STARTS_AT_ONCE = {"starts_at_once": True}  # as the node: what it is handed is RENDERING from the answer
 
 
 def render_time_s(frame_number: int, time_scale: float, seed: int = 0) -> float:
@@ -184,7 +185,7 @@ class SimNode:
     async def claim(self) -> dict[str, Any] | None:
         started = time.monotonic()
         async with self.http.post(
-            protocol.node_claim_path(self.node_id), headers=node_headers(self.token)
+            protocol.node_claim_path(self.node_id), json=STARTS_AT_ONCE, headers=node_headers(self.token)
         ) as response:
             body = await response.read()
             elapsed_ms = (time.monotonic() - started) * 1000
@@ -213,7 +214,7 @@ class SimNode:
         while True:
             try:
                 async with self.http.put(
-                    path, data=data, headers=headers, params={"claim_next": "true"}
+                    path, data=data, headers=headers, params={"claim_next": "true", "starts_at_once": "true"}
                 ) as response:
                     body = await response.read()
                     status = response.status
@@ -241,11 +242,9 @@ class SimNode:
 
     async def work(self) -> None:
         handed: dict[str, Any] | None = None  # the next frame, from the last upload's answer
-        uploaded_job = None
         while not self.stop.is_set():
             if handed is not None:
                 assignment = handed
-                started_by_backend = assignment["kind"] == "FRAME" and assignment["job_id"] == uploaded_job
             else:
                 unanswered = False
                 try:
@@ -268,16 +267,12 @@ class SimNode:
                     except TimeoutError:
                         pass
                     continue
-                started_by_backend = False
             self.active = assignment
             self.active_reported_at = time.monotonic()
-            if not started_by_backend:
-                await self.heartbeat()  # as the node: a frame's start is told unless the backend knows
             render_s = render_time_s(assignment["frame_number"], self.config.time_scale, self.config.seed)
             self.out.render_s.append(render_s)
             await asyncio.sleep(render_s)
             handed = await self.upload(assignment)
-            uploaded_job = assignment["job_id"]
             self.active = None
             if handed is None:  # as the node: after an upload that found no next frame, idle first
                 try:

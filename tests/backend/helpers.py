@@ -66,8 +66,10 @@ def register(client: Any, **overrides: Any) -> str:
     return response.json["id"]
 
 
-def claim(client: Any, node_id: str) -> dict[str, Any] | None:
-    response = client.post(f"{NODES}/{node_id}/claim")
+def claim(client: Any, node_id: str, *, starts_at_once: bool = False) -> dict[str, Any] | None:
+    response = client.post(
+        f"{NODES}/{node_id}/claim", json={"starts_at_once": True} if starts_at_once else None
+    )
     assert response.status_code in (200, 204), response.json
     return response.json if response.status_code == 200 else None
 
@@ -84,8 +86,16 @@ def black_png(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def put_output(client: Any, assignment: dict[str, Any], path: Path, *, claim_next: bool = False) -> Any:
+def put_output(
+    client: Any,
+    assignment: dict[str, Any],
+    path: Path,
+    *,
+    claim_next: bool = False,
+    starts_at_once: bool = False,
+) -> Any:
     query = "?claim_next=true" if claim_next else ""
+    query += "&starts_at_once=true" if starts_at_once else ""
     return client.put(
         f"/api/v1/attempts/{assignment['attempt_id']}/output{query}",
         data=path.read_bytes(),

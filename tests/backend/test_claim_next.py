@@ -1,14 +1,24 @@
 """An upload may claim the node's next frame in the same request: one request per frame
-instead of three (upload, claim, the beat that says the frame started)."""
+instead of three (upload, claim, the beat that says the frame started). A node that starts
+what it is handed at once says so, and needs no beat for any frame to show RENDERING."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from backend.extensions import db
 from backend.models import Attempt
-from tests.backend.helpers import JOBS, claim, noise_png, put_output, register, rendering_job, storage_then
+from tests.backend.helpers import (
+    JOBS,
+    NODES,
+    claim,
+    noise_png,
+    put_output,
+    register,
+    rendering_job,
+    storage_then,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,18 +56,44 @@ def test_uploads_hand_out_the_jobs_next_frames_already_rendering(
     assert set(frame_states(client, job["id"]).values()) == {"VERIFIED"}
 
 
-def test_a_next_frame_of_another_job_waits_for_the_nodes_beat(
-    client, run_workers, scene_files, tmp_path, escrow
+@pytest.mark.parametrize(("starts_at_once", "state"), [(False, "ASSIGNED"), (True, "RENDERING")])
+def test_a_next_frame_of_another_job_waits_for_the_nodes_beat_unless_it_starts_at_once(
+    client, run_workers, scene_files, tmp_path, escrow, starts_at_once, state
 ):
     first = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
     second = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=3, frame_end=3)
     node = register(client)
     assignment = claim(client, node)
     assert assignment["job_id"] == first["id"]
-    answer = put_output(client, assignment, noise_png(tmp_path / "a.png", 64, 36), claim_next=True)
+    answer = put_output(
+        client,
+        assignment,
+        noise_png(tmp_path / "a.png", 64, 36),
+        claim_next=True,
+        starts_at_once=starts_at_once,
+    )
     following = answer.json["next"]
     assert following["job_id"] == second["id"]
-    assert frame_states(client, second["id"]) == {3: "ASSIGNED"}  # it may need the scene first
+    # Without starts_at_once it may need the scene first; with it, the node has said it starts.
+    assert frame_states(client, second["id"]) == {3: state}
+
+
+def test_a_claim_that_starts_at_once_hands_its_frame_rendering(client, run_workers, scene_files, escrow):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
+    node = register(client)
+    waiting = claim(client, node)
+    started = claim(client, node, starts_at_once=True)
+    assert frame_states(client, job["id"]) == {
+        waiting["frame_number"]: "ASSIGNED",
+        started["frame_number"]: "RENDERING",
+    }
+    beat = client.post(
+        f"{NODES}/{node}/heartbeat",
+        json={"slots": [{"attempt_id": started["attempt_id"], "lease_token": started["lease_token"],
+                         "progress": 0.5, "detail": "Sample 8/16"}]},
+    )  # fmt: skip
+    assert beat.status_code == 200 and beat.json["abandon_attempt_ids"] == []
+    assert frame_states(client, job["id"])[started["frame_number"]] == "RENDERING"
 
 
 def test_without_claim_next_an_upload_claims_nothing(client, run_workers, scene_files, tmp_path, escrow):
@@ -200,8 +236,8 @@ def test_an_upload_stands_when_its_next_frame_cannot_be_leased(
     assignment = claim(client, node)
     real_claim = matchmaker.claim_with_upload
 
-    def lease_then_fail(uploader, job_id):
-        assert real_claim(uploader, job_id) is not None  # a frame leased, uncommitted
+    def lease_then_fail(uploader, job_id, **options):
+        assert real_claim(uploader, job_id, **options) is not None  # a frame leased, uncommitted
         raise OperationalError("UPDATE frames ...", {}, Exception("the server closed the connection"))
 
     monkeypatch.setattr(matchmaker, "claim_with_upload", lease_then_fail)
@@ -217,3 +253,20 @@ def test_an_upload_stands_when_its_next_frame_cannot_be_leased(
     run_workers()
     assert frame_states(client, job["id"]) == {1: "VERIFIED", 2: "PENDING"}
     assert claim(client, node)["frame_number"] == 2
+
+
+def test_a_claim_reads_its_node_once(client, run_workers, scene_files, escrow):
+    rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=1)
+    node = register(client)
+    statements: list[str] = []
+
+    def record(_connection, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert claim(client, node, starts_at_once=True) is not None
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    node_reads = [s for s in statements if s.lstrip().startswith("SELECT") and "FROM nodes" in s]
+    assert len(node_reads) == 1, node_reads  # not again after the commit, to log the lease

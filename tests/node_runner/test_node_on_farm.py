@@ -146,11 +146,32 @@ def requests_sent(monkeypatch):
     return sent
 
 
+@pytest.fixture
+def watch_frame_states(monkeypatch):
+    """``watch_frame_states(farm)``: from then on, each render notes (frame, its state as
+    the farm tells an admin) as it begins; returns that list."""
+
+    def watch(farm) -> list[tuple[int, str]]:
+        seen: list[tuple[int, str]] = []
+        render = BlenderSession.render
+
+        def noting_the_state(self, assignment, *args, **kwargs):
+            states = {f["number"]: f["state"] for f in frames(farm, assignment.job_id)}
+            seen.append((assignment.frame_number, states[assignment.frame_number]))
+            return render(self, assignment, *args, **kwargs)
+
+        monkeypatch.setattr(BlenderSession, "render", noting_the_state)
+        return seen
+
+    return watch
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_each_upload_claims_the_next_frame_and_only_the_first_frame_beats(
-    start_farm, scene_files, tmp_path, requests_sent
+def test_each_upload_claims_the_next_frame_and_no_frame_needs_a_beat_to_start(
+    start_farm, scene_files, tmp_path, requests_sent, watch_frame_states
 ):
     farm = start_farm(nodes=0)
+    states_at_render = watch_frame_states(farm)
     job_id = submit(farm, scene_files["tiny"])
     config = configured_node(farm, tmp_path).with_overrides(heartbeat_interval_s=600.0)
     service, thread = start(config)
@@ -164,12 +185,12 @@ def test_each_upload_claims_the_next_frame_and_only_the_first_frame_beats(
         finish(service, thread)
 
     work = [entry for entry in sent if entry != ("claim", False)]  # idle polls
-    # One claim, one beat as the first frame starts; then every frame but the last
-    # comes with the previous one's upload, already RENDERING: no beat, no claim.
-    assert work == [("claim", True), ("heartbeat", None)] + [("upload", True)] * (frames_total - 1) + [
-        ("upload", False)
-    ]
+    # One claim; then every frame but the last comes with the previous one's upload. The
+    # node starts what it is handed at once and says so: no beat, no claim.
+    assert work == [("claim", True)] + [("upload", True)] * (frames_total - 1) + [("upload", False)]
     assert service.frames_done == frames_total
+    # Every frame, the claimed one included, was RENDERING before its render began.
+    assert [state for _, state in states_at_render] == ["RENDERING"] * frames_total
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
