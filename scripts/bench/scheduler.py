@@ -19,7 +19,9 @@ handed out in order, each the instant a node frees up: the best any farm reaches
 without knowing render times ahead) and the measured makespan over that one (what
 this farm adds); claim latency p50 and p99 (claims that got a frame, measured by
 the client), apart from each node's first claim: every node asks at the same
-instant at "go", a burst no real farm sees, reported on its own; heartbeats
+instant at "go", a burst no real farm sees, reported on its own; the same once every
+node has had its first frame (claims sent after that: the burst's wake, the uploads
+queued behind it, left out); heartbeats
 answered per second while frames were being rendered; the backend's peak
 resident memory (gunicorn master and workers).
 """
@@ -245,7 +247,13 @@ def _summarise(
     empty_claims = in_run("empty_claim_at")
     plain_claims = merged("claim_ms")
     claims = plain_claims + merged("upload_claim_ms")  # how long a node waited for its next frame
+    claims_sent_at = merged("claim_sent_at") + merged("upload_claim_sent_at")
     first_claims = merged("first_claim_ms")
+    # Once every node has its first frame, the burst at "go" is served: the steady state.
+    all_started = max(merged("first_claim_at"), default=None)
+    steady_claims = [
+        ms for ms, sent in zip(claims, claims_sent_at, strict=True) if all_started and sent > all_started
+    ]
     requests = len(plain_claims) + len(first_claims) + len(empty_claims) + len(beats) + len(uploaded_at)
     errors: dict[str, int] = {}
     for result in results:
@@ -264,6 +272,9 @@ def _summarise(
         "claim_p99_ms": rounded(percentile(claims, 0.99), 1),
         "first_claim_p50_ms": rounded(percentile(first_claims, 0.50), 1),
         "first_claim_p99_ms": rounded(percentile(first_claims, 0.99), 1),
+        "every_node_started_s": rounded(all_started - go if all_started is not None else None),
+        "steady_claim_p50_ms": rounded(percentile(steady_claims, 0.50), 1),
+        "steady_claim_p99_ms": rounded(percentile(steady_claims, 0.99), 1),
         "empty_claims": len(empty_claims),
         "heartbeat_p99_ms": rounded(percentile(merged("heartbeat_ms"), 0.99), 1),
         "upload_p99_ms": rounded(percentile(merged("upload_ms"), 0.99), 1),
@@ -310,6 +321,8 @@ def run(options: SchedulerOptions) -> Section:
         at = f"scheduler {point['nodes']} nodes"
         claims = f"{point['claim_p50_ms']} / {point['claim_p99_ms']} ms"
         first = f"{point['first_claim_p50_ms']} / {point['first_claim_p99_ms']} ms"
+        steady = f"{point['steady_claim_p50_ms']} / {point['steady_claim_p99_ms']} ms"
+        started = f"every node started after {point['every_node_started_s']} s"
         rates = f"{point['heartbeats_per_s']} / {point['requests_per_s']}"
         section.rows += [
             (
@@ -324,6 +337,11 @@ def run(options: SchedulerOptions) -> Section:
             ),
             (f"{at}: claim p50 / p99", claims, "p99 < 100 ms"),
             (f"{at}: first claims at go, p50 / p99", first, ""),
+            (
+                f"{at}: claim p50 / p99 once {started}",
+                steady,
+                "",
+            ),
             (f"{at}: heartbeats/s / all requests/s", rates, ""),
             (f"{at}: backend RSS peak", f"{point['backend_rss_mb']} MB", ""),
         ]

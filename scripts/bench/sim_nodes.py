@@ -70,8 +70,11 @@ def tiny_png(value: int, size: int = 8) -> bytes:
 @dataclass
 class Measurements:
     claim_ms: list[float] = field(default_factory=list)  # claims that got a frame, after the first
+    claim_sent_at: list[float] = field(default_factory=list)  # monotonic time each of those was sent
     upload_claim_ms: list[float] = field(default_factory=list)  # uploads whose answer held the next frame
+    upload_claim_sent_at: list[float] = field(default_factory=list)
     first_claim_ms: list[float] = field(default_factory=list)  # each node's first: all at once at "go"
+    first_claim_at: list[float] = field(default_factory=list)  # when each was answered
     empty_claim_ms: list[float] = field(default_factory=list)  # 204: nothing to do
     empty_claim_at: list[float] = field(default_factory=list)
     heartbeat_ms: list[float] = field(default_factory=list)
@@ -198,7 +201,12 @@ class SimNode:
             if response.status != 200:
                 self.out.error(f"claim HTTP {response.status}")
                 return None
-            (self.out.claim_ms if self.claimed_before else self.out.first_claim_ms).append(elapsed_ms)
+            if self.claimed_before:
+                self.out.claim_ms.append(elapsed_ms)
+                self.out.claim_sent_at.append(started)
+            else:
+                self.out.first_claim_ms.append(elapsed_ms)
+                self.out.first_claim_at.append(time.monotonic())
             self.claimed_before = True
             return json.loads(body)
 
@@ -238,6 +246,7 @@ class SimNode:
         if following is not None:
             self.heard_at = done
             self.out.upload_claim_ms.append((done - started) * 1000)  # the next frame came with it
+            self.out.upload_claim_sent_at.append(started)
         return following
 
     async def work(self) -> None:

@@ -50,7 +50,8 @@ def test_benchmark_writes_its_figures(benchmark: str, tmp_path: Path):
             assert [point["nodes"] for point in result[key]] == [3, 6]
             for point in result[key]:
                 assert point["frames_uploaded"] == point["frames"], point
-                figures = ("makespan_over_ideal", "claim_p99_ms", "first_claim_p99_ms", "heartbeats_per_s")
+                figures = ("makespan_over_ideal", "claim_p99_ms", "first_claim_p99_ms",
+                           "every_node_started_s", "heartbeats_per_s")  # fmt: skip
                 for figure in figures:
                     assert is_number(point[figure]), (figure, point)
         else:
