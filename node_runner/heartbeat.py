@@ -60,7 +60,7 @@ class Heartbeat(threading.Thread):
         self.interval_s = interval_s
         self.stop = stop
         self.active_frames = active_frames
-        self._lock = threading.Lock()  # slots beat on their own threads when their frame changes
+        self._lock = threading.Lock()  # the service beats once more from its own thread at stop
         self._beaten_at = time.monotonic()  # registration, then each beat
         self._quiet_until = 0.0  # after a failed beat, the next try waits an interval
 

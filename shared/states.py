@@ -62,8 +62,8 @@ FINAL_FRAME_STATES = frozenset({FrameState.VERIFIED, FrameState.FAILED, FrameSta
 LIVE_FRAME_STATES = frozenset({FrameState.ASSIGNED, FrameState.RENDERING})
 
 FRAME_TRANSITIONS: dict[FrameState, frozenset[FrameState]] = {
-    # Straight to RENDERING when the claiming node starts at once (it just uploaded a
-    # frame of the same job: the scene is on it and its Blender is warm).
+    # Straight to RENDERING when the claiming node says it starts what it is handed at
+    # once (starts_at_once), or it just uploaded a frame of the same job.
     FrameState.PENDING: frozenset({FrameState.ASSIGNED, FrameState.RENDERING, FrameState.CANCELLED}),
     FrameState.ASSIGNED: frozenset(
         {

@@ -2,7 +2,8 @@
 
 Frames handed back after a miss are claimed first, by reputable nodes only;
 a node that missed a job too often is kept off it. A claim takes the first
-candidate frame whose guarded transition PENDING -> ASSIGNED succeeds. On
+candidate frame whose guarded transition out of PENDING succeeds (to RENDERING
+when the node starts it at once, else ASSIGNED). On
 PostgreSQL the one candidate is locked with SKIP LOCKED, so racing claims do
 not even contend; SQLite serialises writers.
 """

@@ -249,10 +249,14 @@ def _summarise(
     claims = plain_claims + merged("upload_claim_ms")  # how long a node waited for its next frame
     claims_sent_at = merged("claim_sent_at") + merged("upload_claim_sent_at")
     first_claims = merged("first_claim_ms")
-    # Once every node has its first frame, the burst at "go" is served: the steady state.
-    all_started = max(merged("first_claim_at"), default=None)
+    # Once every node has its first frame, the burst at "go" is served: the steady state
+    # (unknown, None, if some node never got a frame).
+    first_claim_at = merged("first_claim_at")
+    all_started = max(first_claim_at) if len(first_claim_at) == nodes else None
     steady_claims = [
-        ms for ms, sent in zip(claims, claims_sent_at, strict=True) if all_started and sent > all_started
+        ms
+        for ms, sent in zip(claims, claims_sent_at, strict=True)
+        if all_started is not None and sent > all_started
     ]
     requests = len(plain_claims) + len(first_claims) + len(empty_claims) + len(beats) + len(uploaded_at)
     errors: dict[str, int] = {}

@@ -94,10 +94,10 @@ def put_output(
     claim_next: bool = False,
     starts_at_once: bool = False,
 ) -> Any:
-    query = "?claim_next=true" if claim_next else ""
-    query += "&starts_at_once=true" if starts_at_once else ""
+    options = {"claim_next": claim_next, "starts_at_once": starts_at_once}
     return client.put(
-        f"/api/v1/attempts/{assignment['attempt_id']}/output{query}",
+        f"/api/v1/attempts/{assignment['attempt_id']}/output",
+        query_string={name: "true" for name, given in options.items() if given},
         data=path.read_bytes(),
         headers={"X-Lease-Token": assignment["lease_token"]},
         content_type="application/octet-stream",

@@ -364,6 +364,8 @@ def check_api_tokens(farm, artist, elsewhere, job_id: str, address: str, shots: 
     assert token.startswith("rr_")
     me = whoami(farm, token)
     assert me.status_code == 200 and me.json()["address"] == address and me.json()["token_kind"] == "API"
+    # The secret shows before the list reloads (it must show even if the reload fails): wait for the row.
+    artist.wait_for_selector('#tokens-body tr[data-state="ACTIVE"]')
     row = artist.locator('#tokens-body tr[data-state="ACTIVE"]')
     assert row.count() == 1 and "Blender add-on" in row.inner_text()
     assert token not in artist.inner_text("#tokens-body")
