@@ -41,6 +41,7 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RONRENDER_IDLE_CLAIMS_PER_S": int(
             env.get("RONRENDER_IDLE_CLAIMS_PER_S", defaults.IDLE_CLAIMS_PER_S)
         ),
+        "RONRENDER_CLAIM_HOLD_SEATS": int(env.get("RONRENDER_CLAIM_HOLD_SEATS", defaults.CLAIM_HOLD_SEATS)),
         # Per identity (or per client address before sign-in); "" turns rate limiting off.
         "RONRENDER_RATE_LIMIT": env.get("RONRENDER_RATE_LIMIT", defaults.RATE_LIMIT),
         "RONRENDER_MAX_FRAME_FAILURES": int(

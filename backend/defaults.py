@@ -73,4 +73,8 @@ TOKEN_CACHE_S = 5.0
 # online nodes, an empty answer asks each to come back later (Retry-After).
 IDLE_CLAIMS_PER_S = 50
 IDLE_RETRY_AFTER_MAX_S = 30
+# Idle claims a backend process holds open until work appears (each keeps a web thread),
+# and the longest a node may ask one to be held.
+CLAIM_HOLD_SEATS = 2
+CLAIM_HOLD_MAX_S = 30
 RATE_LIMIT = "1200 per minute"

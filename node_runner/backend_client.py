@@ -33,7 +33,8 @@ OPTIONAL_REGISTRATION_FIELDS = ("sandboxed", "benchmark_ms", "slots")
 
 @dataclass(frozen=True)
 class NoWork:
-    """Nothing fits the node now; a large idle farm is told to ask less often."""
+    """Nothing fits the node now; a large idle farm is told to ask less often, and a claim
+    the backend held until its wait ended is told to ask again at once (0)."""
 
     retry_after_s: float | None = None
 
@@ -120,11 +121,13 @@ class BackendClient:
     ) -> Claimed | NoWork:
         """One frame under a new lease; the owner's blocklist travels along so it is never handed out.
         The slot starts what it is handed at once (fetching the scene is part of the work), so
-        the backend marks it RENDERING with the answer: no beat has to say so."""
+        the backend marks it RENDERING with the answer: no beat has to say so. With nothing to
+        hand out, the backend may hold the claim until work appears (up to CLAIM_WAIT_S)."""
         body = {
             "exclude_job_ids": sorted(exclude_job_ids),
             "exclude_artists": sorted(exclude_artists),
             "starts_at_once": True,
+            "wait_s": defaults.CLAIM_WAIT_S,
         }
         path = protocol.node_claim_path(node_id)
         response = self._retrying(lambda: self.api.request("POST", path, json=body))

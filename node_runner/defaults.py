@@ -6,6 +6,9 @@ from shared import protocol
 
 HEARTBEAT_INTERVAL_S = 15.0
 IDLE_POLL_INTERVAL_S = protocol.IDLE_POLL_INTERVAL_S
+# How long an idle slot's claim may wait at the backend for work to appear (short: a
+# node that is told to stop waits for its held claims to end).
+CLAIM_WAIT_S = 2.0
 UNREACHABLE_RETRY_S = 1.0  # at least, before a slot asks a backend that did not answer again
 BACKEND_RETRY_WINDOW_S = 600.0
 BACKEND_RETRY_MAX_WAIT_S = 15.0

@@ -93,7 +93,7 @@ class SlotWorker(threading.Thread):
                     claimed, handed = handed, None
                     if self._may_claim():
                         handed = self._work_on(claimed.assignment)
-                    else:  # paused, or told to stop, during the upload
+                    else:  # paused, or told to stop, during the upload or the claim's wait
                         self._hand_back(claimed.assignment)
                     continue
                 if isinstance(handed, NoWork):  # the upload's claim found nothing: idle first
@@ -118,9 +118,9 @@ class SlotWorker(threading.Thread):
                 if self._blocked(asked):  # waits, so a blocked job is not claimed in a tight loop
                     self.stop.wait(self.idle_poll_interval_s)
                     continue
-                handed = self._work_on(asked.assignment)
+                handed = asked  # started above, unless the node was stopped or paused while it waited
         finally:
-            if isinstance(handed, Claimed):  # stopping: the frame handed with the upload goes back
+            if isinstance(handed, Claimed):  # stopping: a frame handed but not started goes back
                 self._hand_back(handed.assignment)
 
     def _may_claim(self) -> bool:
@@ -155,8 +155,11 @@ class SlotWorker(threading.Thread):
 
     def _idle_wait_s(self, no_work: NoWork | None) -> float:
         """The own idle interval, or longer when the backend asks (spread so that a large
-        farm's idle nodes do not come back all at once)."""
+        farm's idle nodes do not come back all at once); none after a claim the backend
+        held until its wait ended (it answers Retry-After: 0)."""
         hint = no_work.retry_after_s if no_work is not None else None
+        if hint == 0:
+            return 0.0
         if hint is None or hint <= self.idle_poll_interval_s:
             return self.idle_poll_interval_s
         return hint * random.uniform(0.8, 1.2)

@@ -20,7 +20,7 @@ from backend.api.schemas import (
 )
 from backend.extensions import db
 from backend.models import Node
-from backend.services import earnings, heartbeats, matchmaker
+from backend.services import earnings, heartbeats, held_claims, matchmaker
 from shared.protocol import API_PREFIX
 
 blueprint = APIBlueprint("nodes", __name__, url_prefix=f"{API_PREFIX}/nodes", tag="Nodes")
@@ -89,13 +89,23 @@ def heartbeat(node_id: str, json_data: dict[str, Any]) -> Any:
     responses={200: "A frame, or crops of a frame, to render", 204: "No work that fits this node now"},
 )
 def claim(node_id: str, json_data: dict[str, Any]) -> Any:
-    claimed = matchmaker.claim_frame(
-        _my_node(node_id),
-        exclude_job_ids=json_data["exclude_job_ids"],
-        exclude_artists=json_data["exclude_artists"],
-        starts_at_once=json_data["starts_at_once"],
-    )
-    if claimed is None:
-        retry_after_s = matchmaker.idle_retry_after_s()
-        return "", 204, ({"Retry-After": str(retry_after_s)} if retry_after_s else {})
-    return claimed.assignment
+    node = _my_node(node_id)
+
+    def claim_now() -> matchmaker.Claim | None:
+        return matchmaker.claim_frame(
+            node,
+            exclude_job_ids=json_data["exclude_job_ids"],
+            exclude_artists=json_data["exclude_artists"],
+            starts_at_once=json_data["starts_at_once"],
+        )
+
+    claimed = claim_now()
+    if claimed is not None:
+        return claimed.assignment
+    retry_after_s = matchmaker.idle_retry_after_s()
+    if retry_after_s:
+        return "", 204, {"Retry-After": str(retry_after_s)}
+    held = held_claims.hold_claim(claim_now, json_data["wait_s"])
+    if held.claimed is not None:
+        return held.claimed.assignment
+    return "", 204, ({"Retry-After": "0"} if held.held else {})

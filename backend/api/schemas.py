@@ -7,6 +7,7 @@ from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Dict, Float, Function, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 
+from backend import defaults
 from backend.services import heartbeats, reputation
 from shared.states import DeviceType, OutputFormat, RenderEngine
 
@@ -186,11 +187,21 @@ STARTS_AT_ONCE_DESCRIPTION = (
 
 class ClaimIn(Schema):
     """What the node's owner will not render (their blocklist), so it is never handed out,
-    and whether the node starts what it is handed at once."""
+    whether the node starts what it is handed at once, and how long it will wait for work."""
 
     exclude_job_ids = List(String(validate=Length(max=32)), load_default=list, validate=Length(max=1000))
     exclude_artists = List(String(validate=ADDRESS), load_default=list, validate=Length(max=1000))
     starts_at_once = Boolean(load_default=False, metadata={"description": STARTS_AT_ONCE_DESCRIPTION})
+    wait_s = Float(
+        load_default=0.0,
+        validate=Range(min=0, max=defaults.CLAIM_HOLD_MAX_S),
+        metadata={
+            "description": "With nothing to hand out, hold the claim up to this long and answer as soon as"
+            " work appears (a job starts rendering, a frame is handed back); a claim held that long"
+            " and still empty answers 204 with Retry-After: 0 (ask again now). A busy process, or a"
+            " farm large enough to answer Retry-After, answers at once"
+        },
+    )
 
 
 class AssignmentOut(Schema):

@@ -14,6 +14,7 @@ from sqlalchemy import insert
 
 from backend.extensions import db
 from backend.models import Attempt, Frame
+from backend.services import held_claims
 from backend.services.guarded_update import move_state
 from shared.states import FrameState, states_leading_to
 
@@ -50,7 +51,8 @@ def requeue_or_fail(frame: Frame, *, counts_as_failure: bool, reason: str | None
     if target == FrameState.PENDING:
         values["current_attempt_id"] = None
         values["priority"] = 1
-    transition_frame(frame.id, target, **values)
+    if transition_frame(frame.id, target, **values) and target == FrameState.PENDING:
+        held_claims.work_appeared()
     return target
 
 
@@ -81,6 +83,7 @@ def requeue_failed_frame(job_id: str, number: int) -> Frame:
     )
     if not moved:
         raise InvalidJobState(f"frame {number} is {frame.state}, not FAILED")
+    held_claims.work_appeared()
     db.session.commit()
     db.session.refresh(frame)
     return frame

@@ -21,6 +21,7 @@ from backend.errors import ChainRejected, ChainUnavailable
 from backend.escrow_chain import EscrowChain, PreparedTransaction
 from backend.extensions import db
 from backend.models import Job, Payment, utc_now
+from backend.services import held_claims
 from backend.services.chain_access import escrow_chain, operator_lock
 from backend.services.job_lifecycle import transition_job
 from backend.services.job_split import get_job
@@ -134,6 +135,8 @@ def lock_job(job_id: str) -> None:
     payment.confirmed_at = utc_now()
     job.lock_error = None
     moved = transition_job(job.id, {JobState.LOCKING}, JobState.RENDERING)
+    if moved:
+        held_claims.work_appeared()  # idle nodes' held claims take its first frames at once
     db.session.commit()
     if not moved:  # cancelled while the lock was in flight: give the money back
         queues.enqueue_job_settlement(job.id)

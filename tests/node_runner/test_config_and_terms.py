@@ -15,12 +15,13 @@ import requests
 from click.testing import CliRunner
 
 from node_runner import cli
-from node_runner.backend_client import NoWork, _retry_after_s
+from node_runner.backend_client import Claimed, NoWork, _retry_after_s
 from node_runner.config import GIB, ConfigError, build_config, read_config_file
 from node_runner.render import CPU_DEVICE
 from node_runner.slot_worker import SlotWorker
 from node_runner.slots import SlotSpec
 from node_runner.terms import Control, OwnerTerms, Schedule, ScheduleError, Waiting, read_control
+from shared.protocol import FrameAssignment, RenderSettings
 
 pytestmark = pytest.mark.unit
 
@@ -205,6 +206,7 @@ def test_an_idle_slot_waits_as_long_as_the_backend_asks_and_no_less_than_its_own
     assert slot._idle_wait_s(None) == 1.0  # unreachable backend: the own interval
     assert slot._idle_wait_s(NoWork(None)) == 1.0
     assert slot._idle_wait_s(NoWork(0.5)) == 1.0
+    assert slot._idle_wait_s(NoWork(0.0)) == 0.0  # a claim held to the end of its wait: ask again now
     waits = [slot._idle_wait_s(NoWork(20.0)) for _ in range(50)]
     assert all(16.0 <= w <= 24.0 for w in waits) and len(set(waits)) > 1  # spread, not in step
 
@@ -217,3 +219,34 @@ def test_the_retry_after_header_of_an_empty_claim_is_read():
     assert _retry_after_s(response) == 12.0
     response.headers["Retry-After"] = "Wed, 21 Oct 2026 07:28:00 GMT"  # a date: not used by us
     assert _retry_after_s(response) is None
+
+
+class StopDuringHeldClaim:
+    """Stands in for the backend: the claim is held until work appears, and meanwhile the
+    node is told to stop; records what is handed back."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.released: list[int] = []
+
+    def claim(self, node_id, exclude_job_ids=frozenset(), exclude_artists=frozenset()):
+        self.stop.set()
+        settings = RenderSettings("PNG", "CYCLES", 4, 100, 64, 36)
+        return Claimed(FrameAssignment(7, "token", "job", 1, "a" * 64, 1, settings, 60))
+
+    def release(self, assignment: FrameAssignment) -> None:
+        self.released.append(assignment.attempt_id)
+
+
+def test_a_frame_handed_to_a_held_claim_after_the_node_was_told_to_stop_goes_back(tmp_path):
+    stop = threading.Event()
+    backend = StopDuringHeldClaim(stop)
+    slot = SlotWorker(
+        SlotSpec("cpu0", CPU_DEVICE, 0, 1), node_id="n", client=backend, scenes=None, blender=_NoBlender(),
+        terms=OwnerTerms(tmp_path), stop=stop, work_dir=tmp_path, idle_poll_interval_s=0.05,
+    )  # fmt: skip
+    slot.start()
+    slot.join(30)
+    assert not slot.is_alive()
+    assert slot.error is None  # nothing rendered (this Blender cannot render)
+    assert backend.released == [7]
