@@ -3,10 +3,11 @@
 An idle node may ask the backend to hold its empty claim for a few seconds
 (``wait_s``) instead of answering 204 at once. The held claim asks again each time
 work appears: a commit that starts a job rendering or hands a frame back publishes
-on a Redis channel (after the commit, so the work is claimable when the claim wakes). A new job's first frame then starts the moment its lock is
-confirmed, not at the idle node's next poll. Each held claim keeps a web thread,
-so a process holds only a few (``RONRENDER_CLAIM_HOLD_SEATS``), and none on a farm
-large enough to be told Retry-After.
+on a Redis channel (after the commit, so the work is claimable when the claim
+wakes). A new job's first frame then starts the moment its lock is confirmed, not
+at the idle node's next poll. Each held claim keeps a web thread, so a process holds
+only a few (``RONRENDER_CLAIM_HOLD_SEATS``), and none on a farm large enough to be
+told Retry-After.
 """
 
 from __future__ import annotations
