@@ -1,6 +1,7 @@
 """What gunicorn serves (``backend.wsgi:app``): the app, with its escrow chain connected
 before the first request, so that an artist's first acceptance (it names the chain id)
-does not wait for the connection, about 0.4 s, in whichever web worker it lands on."""
+does not wait for the connection, about 0.4 s, in whichever web worker it lands on; then
+what the worker built is frozen out of the collector's way."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from flask import Flask
 
 from backend import create_app
 from backend.services.chain_access import escrow_chain
+from backend.startup_heap import freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
@@ -24,3 +26,4 @@ def with_chain_connected(app: Flask) -> Flask:
 
 
 app = with_chain_connected(create_app())
+freeze_startup_heap()

@@ -231,7 +231,7 @@ class Backend:
                     "600",
                     "--chdir",
                     str(ROOT),
-                    "backend:create_app()",
+                    "backend.wsgi:app",  # as in production: built, then frozen out of the collector's way
                 ],
                 env=self.env,
                 cwd=ROOT,

@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 CHILD = """
-import json, sys
+import gc, json, sys
 from redis import Redis
 from rq import Queue
 from backend import tasks
@@ -35,6 +35,7 @@ print(json.dumps({
     "analysis_blender_ready": scene_analysis._ready is not None and scene_analysis._ready[0].poll() is None,
     "decoders_loaded": all(name in sys.modules for name in ("PIL.PngImagePlugin", "OpenEXR"))
     and image_checks._display_table_8bit.cache_info().currsize > 0,  # an EXR preview was made
+    "startup_frozen": gc.get_freeze_count() > 0,
 }))
 """
 
@@ -73,8 +74,8 @@ def _burst_worker(app, queue_kind: str = "escrow", **overrides: str) -> dict[str
 
 
 def _ready(*done: str) -> dict[str, bool]:
-    """The child's report: the app is always built; ``done`` names what else is ready."""
-    return {"app_built": True} | {
+    """The child's report: the app is always built and frozen; ``done`` names what else is ready."""
+    return {"app_built": True, "startup_frozen": True} | {
         what: what in done for what in ("chain_connected", "analysis_blender_ready", "decoders_loaded")
     }
 
@@ -101,15 +102,16 @@ def test_a_worker_without_its_chain_still_starts(app):
 
 
 WEB_CHILD = """
-import json
+import gc, json
 from backend.wsgi import app
 chain = app.extensions.get("ronrender_escrow_chain")
-print(json.dumps({"chain_id_read": chain is not None and "chain_id" in vars(chain)}))
+print(json.dumps({"chain_id_read": chain is not None and "chain_id" in vars(chain),
+                  "startup_frozen": gc.get_freeze_count() > 0}))
 """
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_web_worker_reads_the_chain_id_before_its_first_request(app):
-    assert _child_report(app, WEB_CHILD) == {"chain_id_read": True}
+    assert _child_report(app, WEB_CHILD) == {"chain_id_read": True, "startup_frozen": True}
     no_chain = _child_report(app, WEB_CHILD, RONRENDER_ESCROW_ADDRESS="")  # it still serves
-    assert no_chain == {"chain_id_read": False}
+    assert no_chain == {"chain_id_read": False, "startup_frozen": True}
