@@ -101,15 +101,11 @@ def _channel() -> str:
     return f"{current_app.config['RONRENDER_QUEUE_PREFIX']}:work-appeared"
 
 
-_seats_lock = threading.Lock()
-
-
 def _seats() -> threading.BoundedSemaphore:
     seats = current_app.extensions.get("ronrender_claim_hold_seats")
-    if seats is None:
-        with _seats_lock:
-            seats = current_app.extensions.setdefault(
-                "ronrender_claim_hold_seats",
-                threading.BoundedSemaphore(current_app.config["RONRENDER_CLAIM_HOLD_SEATS"]),
-            )
+    if seats is None:  # dict.setdefault is atomic: racing first claims share one semaphore
+        seats = current_app.extensions.setdefault(
+            "ronrender_claim_hold_seats",
+            threading.BoundedSemaphore(current_app.config["RONRENDER_CLAIM_HOLD_SEATS"]),
+        )
     return seats
