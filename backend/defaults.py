@@ -53,6 +53,9 @@ ALL_QUEUES = (ESCROW_QUEUE, VERIFICATION_QUEUE, ANALYSIS_QUEUE)
 CONFIRMATIONS = 0
 LOCK_DEADLINE_S = 7 * 24 * 3600
 RELEASE_BATCH_FRAMES = 100
+# A split of at least this many frames refreshes the frames table's statistics (PostgreSQL):
+# below it, sorting a job's pending frames costs next to nothing anyway.
+ANALYZE_AFTER_SPLIT_FRAMES = 1000
 # Frames verified within this of each other are paid in one release transaction (less gas,
 # fewer transactions); the job's close sends whatever is still owed at once.
 RELEASE_WINDOW_S = 2.0

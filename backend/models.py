@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -149,15 +150,30 @@ class Job(db.Model):
         return self.resolution_y * self.resolution_percentage // 100
 
 
+# The partial index ix_frames_pending's condition. A query it serves must say the same
+# with the value written in (``matchmaker``): a bound value hides it from the planner.
+PENDING_FRAME_SQL = f"state = '{FrameState.PENDING}'"
+
+
 class Frame(db.Model):
     """One frame of a job: the unit of work, of verification and of payment."""
 
     __tablename__ = "frames"
     __table_args__ = (
         UniqueConstraint("job_id", "number"),
-        Index("ix_frames_state_job", "state", "job_id"),
-        # The claim path: a job's next pending frame of a priority is one range scan.
-        Index("ix_frames_claim", "job_id", "state", "priority", "number"),
+        Index("ix_frames_job_state", "job_id", "state"),
+        # The claim path: a job's next pending frame of a priority is one range scan of an
+        # index that holds pending frames only. Partial, so that no other index can serve
+        # that query's ORDER BY number LIMIT 1 (the unique (job_id, number) index, walked
+        # past every frame already handed out, was PostgreSQL's pick once it had statistics).
+        Index(
+            "ix_frames_pending",
+            "job_id",
+            "priority",
+            "number",
+            postgresql_where=text(PENDING_FRAME_SQL),
+            sqlite_where=text(PENDING_FRAME_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

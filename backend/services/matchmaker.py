@@ -22,7 +22,7 @@ from typing import Any
 
 from cachetools import LRUCache
 from flask import current_app
-from sqlalchemy import Select, and_, bindparam, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, literal_column, or_, select
 
 from backend import defaults, observability
 from backend.errors import NodeSuspended, NotFound
@@ -197,34 +197,53 @@ def _blocked_jobs() -> Any:
     )
 
 
+def _is_pending() -> ColumnElement[bool]:
+    """frames.state = 'PENDING' with the value written into the SQL, as the partial index
+    ix_frames_pending says it: only then may the planner use that index (PostgreSQL's
+    generic plans of a prepared statement, and SQLite's, cannot match a bound value)."""
+    return Frame.state == literal_column(f"'{FrameState.PENDING}'")
+
+
 @functools.cache
 def _claimable_jobs() -> Select[Any]:
     """The rendering jobs that fit the node and still have pending frames, oldest first, and
     whether each has handed-back ones. Built once: a claim binds only the node's values."""
 
-    def pending(*priority: Any) -> Any:
-        return select(Frame.id).where(Frame.job_id == Job.id, Frame.state == FrameState.PENDING, *priority)
+    def has_pending(lowest_priority: int) -> Any:
+        """Whether the job has a pending frame of at least this priority, asked as its first
+        such frame in ix_frames_pending's own order (priority, number), not as EXISTS:
+        PostgreSQL may run an EXISTS as a join that reads and hashes every pending frame,
+        or (in a generic plan) as a scan of the whole table; this is one index probe."""
+        first = (
+            select(Frame.id)
+            .where(Frame.job_id == Job.id, _is_pending(), Frame.priority >= lowest_priority)
+            .order_by(Frame.priority, Frame.number)
+            .limit(1)
+        )
+        return first.scalar_subquery().is_not(None)
 
     return (
-        select(Job.id, pending(Frame.priority == 1).exists().label("has_retries"))
-        .where(Job.state == JobState.RENDERING, _fits(), pending().exists(), Job.id.not_in(_blocked_jobs()))
+        select(Job.id, has_pending(1).label("has_retries"))
+        .where(Job.state == JobState.RENDERING, _fits(), has_pending(0), Job.id.not_in(_blocked_jobs()))
         .order_by(Job.created_at)
     )
 
 
 @functools.cache
-def _next_pending_frames(postgres: bool) -> Select[Any]:
-    """A job's next pending frames of a priority (``job_id``, ``priority`` bound): one range
-    scan of ix_frames_claim. On PostgreSQL only the one frame taken is locked, with SKIP
-    LOCKED, so racing claims take the next one without waiting."""
+def _next_pending_frames(postgres: bool, handed_back: bool) -> Select[Any]:
+    """A job's next pending frames (``job_id`` bound), handed-back ones (priority 1) or
+    fresh ones (0): one range scan of ix_frames_pending. On PostgreSQL only the one frame
+    taken is locked, with SKIP LOCKED, so racing claims take the next one without waiting.
+
+    The priority is a range and the order (priority, number), never ``priority = p ORDER BY
+    number``: the planner folds an equality away, and then the unique (job_id, number)
+    index offers the same order, which PostgreSQL takes once it has statistics, walking
+    past every frame already handed out at each claim."""
+    priority = Frame.priority >= 1 if handed_back else Frame.priority <= 0
     frames = (
         select(Frame.id, Frame.number)
-        .where(
-            Frame.job_id == bindparam("job_id"),
-            Frame.state == FrameState.PENDING,
-            Frame.priority == bindparam("priority"),
-        )
-        .order_by(Frame.number)
+        .where(Frame.job_id == bindparam("job_id"), _is_pending(), priority)
+        .order_by(Frame.priority, Frame.number)
     )
     if postgres:
         return frames.limit(1).with_for_update(skip_locked=True)
@@ -337,9 +356,9 @@ def _pending_frames(
     before fresh ones, older jobs first, lowest frame number first.
 
     Index-backed on both databases: one query finds the rendering jobs that fit and still
-    have pending frames, and which of them have handed-back ones (probes of ix_frames_claim
+    have pending frames, and which of them have handed-back ones (probes of ix_frames_pending
     per job); then a job's next frame of a priority is one range scan of that index, made
-    only for a priority the job has. Both statements are built once per process.
+    only for a priority the job has. The statements are built once per process.
     """
 
     jobs = _claimable_jobs()
@@ -355,10 +374,11 @@ def _pending_frames(
     }
     rows = db.session.execute(jobs, node_values).all()
     reputable = reputation.score(node) >= defaults.REPUTATION_FOR_RETRIES
-    probes = [(row.id, 1) for row in rows if reputable and row.has_retries] + [(row.id, 0) for row in rows]
-    next_frames = _next_pending_frames(db.engine.dialect.name == "postgresql")
-    for job_id, priority in probes:
-        found = db.session.execute(next_frames, {"job_id": job_id, "priority": priority}).all()
+    handed_back = [(row.id, True) for row in rows if reputable and row.has_retries]
+    probes = handed_back + [(row.id, False) for row in rows]
+    postgres = db.engine.dialect.name == "postgresql"
+    for job_id, retries in probes:
+        found = db.session.execute(_next_pending_frames(postgres, retries), {"job_id": job_id}).all()
         yield from ((frame_id, number, job_id) for frame_id, number in found)
 
 

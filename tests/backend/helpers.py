@@ -1,7 +1,9 @@
-"""Helpers for backend tests: upload a scene, create and accept a job, make images."""
+"""Helpers for backend tests: upload a scene, create and accept a job, make images, write
+a job straight into the database."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,9 @@ import numpy as np
 from PIL import Image
 
 from artist_cli.wallet import Wallet
+from backend.extensions import db
+from backend.models import Frame, Job, SceneFile
+from shared.states import JobState
 
 SCENES = "/api/v1/scenes"
 JOBS = "/api/v1/jobs"
@@ -118,3 +123,35 @@ def storage_then(real_storage: Any, meanwhile: Callable[[], None]) -> Callable[[
             return stored
 
     return StoringThen
+
+
+def make_job(state: JobState = JobState.RENDERING, frames: int = 0) -> Job:
+    """A job written straight into the database (no scene analysis, no chain), with
+    ``frames`` PENDING frames; flushed, not committed."""
+    scene = SceneFile(sha256=uuid.uuid4().hex * 2, size_bytes=1)
+    db.session.add(scene)
+    job = Job(
+        id=uuid.uuid4().hex,
+        scene_sha256=scene.sha256,
+        state=state,
+        frame_start=1,
+        frame_end=max(frames, 1),
+        frame_step=1,
+        output_format="PNG",
+        engine="CYCLES",
+        resolution_x=64,
+        resolution_y=36,
+        resolution_percentage=100,
+        required_device="ANY",
+        min_blender_version=405,
+        frames_total=max(frames, 1),
+        price_per_frame_wei=10**15,
+        fee_bps=500,
+        estimate_wei=10**15 * max(frames, 1),
+    )
+    db.session.add(job)
+    db.session.flush()
+    for number in range(1, frames + 1):
+        db.session.add(Frame(job_id=job.id, number=number))
+    db.session.flush()
+    return job

@@ -18,11 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backend import create_app, observability
 from backend.extensions import db
-from backend.models import Attempt, Frame, Job, Node, Payment, SceneFile, utc_now
+from backend.models import Attempt, Frame, Node, Payment, utc_now
 from backend.queues import get_queue
 from backend.services import matchmaker, verification
 from backend.storage import app_storage
-from shared.states import AttemptOutcome, FrameState, JobState, PaymentKind
+from shared.states import AttemptOutcome, FrameState, PaymentKind
+from tests.backend.helpers import make_job
 
 pytestmark = pytest.mark.integration
 
@@ -45,36 +46,6 @@ def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
-
-
-def make_job(state: JobState = JobState.RENDERING, frames: int = 0) -> Job:
-    scene = SceneFile(sha256=uuid.uuid4().hex * 2, size_bytes=1)
-    db.session.add(scene)
-    job = Job(
-        id=uuid.uuid4().hex,
-        scene_sha256=scene.sha256,
-        state=state,
-        frame_start=1,
-        frame_end=max(frames, 1),
-        frame_step=1,
-        output_format="PNG",
-        engine="CYCLES",
-        resolution_x=64,
-        resolution_y=36,
-        resolution_percentage=100,
-        required_device="ANY",
-        min_blender_version=405,
-        frames_total=max(frames, 1),
-        price_per_frame_wei=10**15,
-        fee_bps=500,
-        estimate_wei=10**15 * max(frames, 1),
-    )
-    db.session.add(job)
-    db.session.flush()
-    for number in range(1, frames + 1):
-        db.session.add(Frame(job_id=job.id, number=number))
-    db.session.flush()
-    return job
 
 
 def make_node() -> Node:
