@@ -162,10 +162,10 @@ class Frame(db.Model):
     __table_args__ = (
         UniqueConstraint("job_id", "number"),
         Index("ix_frames_job_state", "job_id", "state"),
-        # The claim path: a job's next pending frame of a priority is one range scan of an
-        # index that holds pending frames only. Partial, so that no other index can serve
-        # that query's ORDER BY number LIMIT 1 (the unique (job_id, number) index, walked
-        # past every frame already handed out, was PostgreSQL's pick once it had statistics).
+        # The claim path: a job's next pending frame is the first entry of an index that
+        # holds pending frames only, read in its own order (priority, number), which no
+        # other index offers (for ORDER BY number, PostgreSQL with statistics walked the
+        # unique (job_id, number) index past every frame already handed out).
         Index(
             "ix_frames_pending",
             "job_id",
