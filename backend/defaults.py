@@ -69,9 +69,11 @@ ESTIMATE_SAFETY_MARGIN_PERCENT = 50
 MIN_PRICE_PER_FRAME_WEI = 10**12
 PLATFORM_FEE_BPS = 500
 SESSION_TTL_S = 3600
-# How long a backend process trusts a token it looked up (a revocation reaches the
-# other processes within this; the revoking process forgets the token at once).
-TOKEN_CACHE_S = 5.0
+# How long a backend process trusts a token it looked up, and how often it asks Redis
+# whether a token was revoked since (a revocation then makes it forget them all; the
+# revoking process forgets the token at once).
+TOKEN_CACHE_S = 60.0
+TOKEN_REVOCATION_CHECK_S = 1.0
 # Empty claims per second that a farm's idle nodes may make in all: past that many
 # online nodes, an empty answer asks each to come back later (Retry-After).
 IDLE_CLAIMS_PER_S = 50

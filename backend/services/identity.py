@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,8 +24,10 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import is_address, to_checksum_address
 from flask import current_app, request
+from redis.exceptions import RedisError
 from sqlalchemy import Select, bindparam, select
 
+from backend import defaults
 from backend.errors import Forbidden, LoginRefused, NotFound
 from backend.extensions import db
 from backend.models import ApiToken, utc_now
@@ -31,6 +35,7 @@ from backend.queues import redis_connection
 from shared.protocol import sign_in_message
 from shared.states import TokenKind
 
+log = logging.getLogger(__name__)
 TOKEN_PREFIX = "rr_"
 CHALLENGE_TTL_S = 300
 TOKEN_CACHE_SIZE = 100_000
@@ -128,6 +133,7 @@ def revoke_token(identity: Identity, token_id: str) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = utc_now()
         db.session.commit()
+        _announce_revocation()
     _forget_token(token)
     return token
 
@@ -140,7 +146,7 @@ def identify(secret: str) -> Identity | None:
     if not secret.startswith(TOKEN_PREFIX):
         return None
     digest = _digest(secret)
-    cache = _token_cache()
+    cache = _trusted_tokens()
     with _token_cache_lock:
         cached = cache.get(digest)
     if cached is None:
@@ -170,9 +176,42 @@ def _token_by_digest() -> Select[Any]:
     ).where(ApiToken.token_sha256 == bindparam("digest"))
 
 
-# Every request carries a token: a process trusts what it looked up for a few seconds
-# (RONRENDER_TOKEN_CACHE_S) instead of reading the same row again and again.
+# Every request carries a token: a process trusts what it looked up for a while
+# (RONRENDER_TOKEN_CACHE_S) instead of reading the same row again and again. A revocation
+# counts up a counter in Redis, which each process reads at most once a second
+# (defaults.TOKEN_REVOCATION_CHECK_S): when it moved, or cannot be read, the process
+# forgets every token it trusted and reads each again.
 _token_cache_lock = threading.Lock()
+
+
+def _revocations_key() -> str:
+    return f"{current_app.config['RONRENDER_QUEUE_PREFIX']}:token-revocations"
+
+
+def _announce_revocation() -> None:
+    """Tell every process to stop trusting the tokens it looked up; sent after the commit,
+    so that a process reading the token again finds it revoked."""
+    try:
+        redis_connection().incr(_revocations_key())
+    except RedisError:  # the revocation stands; others trust their copy up to RONRENDER_TOKEN_CACHE_S
+        log.warning("token revoked; Redis unreachable, so other processes trust it until their cache ends")
+
+
+def _trusted_tokens() -> TTLCache:
+    """The process's token cache, emptied first if a token was revoked since it last looked."""
+    cache = _token_cache()
+    checked = current_app.extensions.setdefault("ronrender_token_revocations", {"count": None, "next_s": 0.0})
+    now = time.monotonic()
+    if now >= checked["next_s"]:
+        try:
+            count = redis_connection().get(_revocations_key())
+        except RedisError:
+            count = object()  # unknown: trust nothing kept
+        if count != checked["count"]:
+            with _token_cache_lock:
+                cache.clear()
+        checked.update(count=count, next_s=now + defaults.TOKEN_REVOCATION_CHECK_S)
+    return cache
 
 
 def _token_cache() -> TTLCache:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from backend import create_app
+from backend.defaults import TOKEN_REVOCATION_CHECK_S
 from backend.extensions import db
 from backend.models import ApiToken, utc_now
 from tests.backend.helpers import (
@@ -255,6 +256,21 @@ def test_a_process_reads_a_token_once_per_cache_period(app, client):
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     assert again == [] and app.config["RONRENDER_TOKEN_CACHE_S"] > 0
+
+
+def test_a_revocation_reaches_every_process_within_a_second(app, client):
+    """Another process (here another app, with its own token cache) trusted the token for
+    RONRENDER_TOKEN_CACHE_S; the revocation's count in Redis makes it forget it sooner."""
+    created = client.post("/api/v1/auth/tokens", json={"name": "script"})
+    assert created.status_code == 201
+    elsewhere = create_app(dict(app.config))
+    with elsewhere.app_context():
+        script = client_with_token(elsewhere, created.json["token"])
+        assert script.get(JOBS).status_code == 200  # looked up, and now trusted there
+        assert client.delete(f"/api/v1/auth/tokens/{created.json['id']}").status_code == 200
+        time.sleep(TOKEN_REVOCATION_CHECK_S + 0.2)
+        assert_refused(script.get(JOBS), 401)
+    assert app.config["RONRENDER_TOKEN_CACHE_S"] > 10 * TOKEN_REVOCATION_CHECK_S  # not the cache's own end
 
 
 def test_rate_limits_apply_per_identity(app, escrow):

@@ -20,7 +20,7 @@ import requests
 from local_farm import LOCAL_KEYSTORE_PASSWORD
 
 from artist_cli.wallet import Wallet
-from backend.defaults import TOKEN_CACHE_S
+from backend.defaults import TOKEN_REVOCATION_CHECK_S
 from tests.conftest import make_scene
 from tests.dashboard.conftest import LAPTOP, PHONE
 
@@ -99,9 +99,9 @@ def whoami(farm, token: str) -> requests.Response:
 
 
 def whoami_until_refused(farm, token: str) -> requests.Response:
-    """A revoked token is refused at once by the process that revoked it and within
-    RONRENDER_TOKEN_CACHE_S by the others (each trusts a looked-up token that long)."""
-    deadline = time.monotonic() + TOKEN_CACHE_S + 5
+    """A revoked token is refused at once by the process that revoked it and within a
+    second by the others (each asks Redis that often whether a token was revoked)."""
+    deadline = time.monotonic() + TOKEN_REVOCATION_CHECK_S + 5
     while True:
         answer = whoami(farm, token)
         if answer.status_code != 200 or time.monotonic() > deadline:
