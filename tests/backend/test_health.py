@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from backend.extensions import db
-from backend.models import Job, Payment, SceneFile, utc_now
-from shared.states import JobState, PaymentKind, PaymentState
+from backend.models import Payment, utc_now
+from shared.states import PaymentKind, PaymentState
+from tests.backend.helpers import make_job
 
 pytestmark = pytest.mark.integration
 
@@ -28,26 +27,7 @@ def use_storage(app, settings: dict[str, str]) -> None:
 
 
 def confirmed_payment() -> Payment:
-    scene = SceneFile(sha256=uuid.uuid4().hex * 2, size_bytes=1)
-    job = Job(
-        id=uuid.uuid4().hex,
-        scene_sha256=scene.sha256,
-        state=JobState.RENDERING,
-        frame_start=1,
-        frame_end=1,
-        frame_step=1,
-        output_format="PNG",
-        engine="CYCLES",
-        resolution_x=1,
-        resolution_y=1,
-        resolution_percentage=100,
-        required_device="ANY",
-        min_blender_version=405,
-        frames_total=1,
-        price_per_frame_wei=10**15,
-        fee_bps=0,
-        estimate_wei=10**15,
-    )
+    job = make_job()
     payment = Payment(
         job_id=job.id,
         kind=PaymentKind.LOCK,
@@ -56,8 +36,6 @@ def confirmed_payment() -> Payment:
         tx_hash="0x" + "ab" * 32,
         confirmed_at=utc_now(),
     )
-    db.session.add_all([scene, job])
-    db.session.flush()
     db.session.add(payment)
     db.session.commit()
     return payment
