@@ -4,6 +4,7 @@ nodes and payments. The schema itself is managed by Alembic migrations."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     Enum,
     ForeignKey,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    literal_column,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -91,6 +94,15 @@ class Wei(TypeDecorator[int]):
 
 def _enum(enum_class: type) -> Enum:
     return Enum(enum_class, native_enum=False, length=32, validate_strings=True)
+
+
+def is_one_of(column: ColumnElement[Any], names: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN ('A', 'B')`` with the names (states, outcomes: fixed words of the schema)
+    written into the SQL. A statement built once then needs no bound list expanded at each
+    execution, which cost as much as the rest of preparing it."""
+    words = sorted(str(name) for name in names)
+    assert all(word.isidentifier() for word in words), words  # never a value from outside
+    return column.in_([literal_column(f"'{word}'") for word in words])
 
 
 class SceneFile(db.Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from redis import Redis
@@ -34,18 +35,30 @@ def get_queue(name: str) -> Queue:
     return Queue(queue_name(name, prefix), connection=redis_connection())
 
 
+def _enqueue(name: str, task: str, *args: Any, **options: Any) -> None:
+    """Queue a task in one round trip to Redis: RQ writes the queue's registration and the
+    job into our transaction, where on its own it sends two (every upload queues one)."""
+    queue = get_queue(name)
+    with queue.connection.pipeline() as transaction:
+        queue.enqueue_call(task, args=args, pipeline=transaction, **options)
+        transaction.execute()
+
+
 def enqueue_scene_analysis(sha256: str) -> None:
-    get_queue(defaults.ANALYSIS_QUEUE).enqueue(
-        "backend.tasks.analyze_scene", sha256, job_timeout=defaults.ANALYSIS_TIME_LIMIT_S + 60
+    _enqueue(
+        defaults.ANALYSIS_QUEUE,
+        "backend.tasks.analyze_scene",
+        sha256,
+        timeout=defaults.ANALYSIS_TIME_LIMIT_S + 60,
     )
 
 
 def enqueue_verification(attempt_id: int) -> None:
-    get_queue(defaults.VERIFICATION_QUEUE).enqueue("backend.tasks.verify_attempt", attempt_id)
+    _enqueue(defaults.VERIFICATION_QUEUE, "backend.tasks.verify_attempt", attempt_id)
 
 
 def enqueue_spot_check_comparison(spot_check_id: int) -> None:
-    get_queue(defaults.VERIFICATION_QUEUE).enqueue("backend.tasks.compare_spot_check", spot_check_id)
+    _enqueue(defaults.VERIFICATION_QUEUE, "backend.tasks.compare_spot_check", spot_check_id)
 
 
 def _escrow_retry() -> Retry:

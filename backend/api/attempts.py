@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from apiflask import APIBlueprint
 from flask import current_app, request
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import contains_eager
 
 from backend.api.access import bearer, caller
@@ -24,17 +24,23 @@ from shared.protocol import API_PREFIX, LEASE_TOKEN_HEADER
 blueprint = APIBlueprint("attempts", __name__, url_prefix=f"{API_PREFIX}/attempts", tag="Attempts")
 
 
-def _callers_attempt(attempt_id: int) -> tuple[Attempt, Node]:
-    """The attempt and its node, if the node is one of the caller's: attempt, frame and
-    node in one read. A view keeps them referenced, so the session's identity map holds
-    them and the lease checks read nothing again."""
-    row = db.session.execute(
+@functools.cache
+def _attempt_frame_and_node() -> Select[Any]:
+    """Built once per process: every upload and every lease call reads it."""
+    return (
         select(Attempt, Node)
         .join(Node, Node.id == Attempt.node_id)
         .join(Attempt.frame)
         .options(contains_eager(Attempt.frame), contains_eager(Attempt.node))
-        .where(Attempt.id == attempt_id)
-    ).one_or_none()
+        .where(Attempt.id == bindparam("attempt_id"))
+    )
+
+
+def _callers_attempt(attempt_id: int) -> tuple[Attempt, Node]:
+    """The attempt and its node, if the node is one of the caller's: attempt, frame and
+    node in one read. A view keeps them referenced, so the session's identity map holds
+    them and the lease checks read nothing again."""
+    row = db.session.execute(_attempt_frame_and_node(), {"attempt_id": attempt_id}).one_or_none()
     if row is None or not caller().owns(row.Node.owner_address):
         raise NotFound(f"no attempt {attempt_id}")
     return row.Attempt, row.Node

@@ -3,6 +3,7 @@ assigned twice or finished twice, whatever the concurrency."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert
+from sqlalchemy import Insert, bindparam, insert
 
 from backend.extensions import db
 from backend.models import Attempt, Frame
@@ -99,13 +100,26 @@ def open_lease(node_id: str, frame_id: int, now: datetime) -> Lease:
     """A new attempt of ``node_id`` on a frame, with a fresh lease token. The caller moves
     the frame (or the spot check) it leases, and commits."""
     token = secrets.token_hex(32)
+    lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
+    values = {
+        "frame_id": frame_id,
+        "node_id": node_id,
+        "lease_token": token,
+        "started_at": now,
+        "lease_expires_at": now + timedelta(seconds=lease_s),
+    }
     inserted = db.session.execute(
-        insert(Attempt.__table__).values(
-            frame_id=frame_id,
-            node_id=node_id,
-            lease_token=token,
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=current_app.config["RONRENDER_OFFLINE_AFTER_S"]),
-        )
+        _open_lease_statement(), {f"new_{name}": value for name, value in values.items()}
     )
     return Lease(attempt_id=inserted.inserted_primary_key[0], token=token)  # RETURNING where it exists
+
+
+@functools.cache
+def _open_lease_statement() -> Insert:
+    """Built once per process, as every claim runs it; the other columns take their defaults
+    (a bound value may not share its column's name)."""
+    columns = Attempt.__table__.c
+    named = ("frame_id", "node_id", "lease_token", "started_at", "lease_expires_at")
+    return insert(Attempt.__table__).values(
+        {columns[name]: bindparam(f"new_{name}", type_=columns[name].type) for name in named}
+    )

@@ -11,6 +11,7 @@ from sqlalchemy import Table, Update, bindparam, update
 from sqlalchemy.orm.util import identity_key
 
 from backend.extensions import db
+from backend.models import is_one_of
 
 
 def move_state(
@@ -58,7 +59,7 @@ def _guarded_update(
         update(table)
         .where(
             columns.id == bindparam("row_id"),
-            columns.state.in_(sorted(from_states, key=str)),
+            is_one_of(columns.state, from_states),
             *(columns[name] == bindparam(f"where_{name}") for name in where_columns),
         )
         .values(
