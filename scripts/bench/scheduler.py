@@ -279,6 +279,8 @@ def _summarise(
         "every_node_started_s": rounded(all_started - go if all_started is not None else None),
         "steady_claim_p50_ms": rounded(percentile(steady_claims, 0.50), 1),
         "steady_claim_p99_ms": rounded(percentile(steady_claims, 0.99), 1),
+        "sim_loop_lag_p50_ms": rounded(percentile(merged("loop_lag_ms"), 0.50), 1),
+        "sim_loop_lag_p99_ms": rounded(percentile(merged("loop_lag_ms"), 0.99), 1),
         "empty_claims": len(empty_claims),
         "heartbeat_p99_ms": rounded(percentile(merged("heartbeat_ms"), 0.99), 1),
         "upload_p99_ms": rounded(percentile(merged("upload_ms"), 0.99), 1),
@@ -344,6 +346,11 @@ def run(options: SchedulerOptions) -> Section:
             (
                 f"{at}: claim p50 / p99 once {started}",
                 steady,
+                "",
+            ),
+            (
+                f"{at}: the simulator's own event-loop lag p50 / p99 (inside every latency above)",
+                f"{point['sim_loop_lag_p50_ms']} / {point['sim_loop_lag_p99_ms']} ms",
                 "",
             ),
             (f"{at}: heartbeats/s / all requests/s", rates, ""),

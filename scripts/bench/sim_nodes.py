@@ -42,6 +42,7 @@ UNREACHABLE_RETRY_S = 1.0  # node_runner.defaults: a claim that got no answer wa
 UPLOAD_RETRY_WINDOW_S = 600.0
 UPLOAD_RETRY_MAX_WAIT_S = 15.0
 REGISTER_CONCURRENCY = 32
+LOOP_LAG_PROBE_S = 0.05  # how often the simulator checks how late its own event loop runs
 STARTS_AT_ONCE = {"starts_at_once": True}  # as the node: what it is handed is RENDERING from the answer
 
 
@@ -82,6 +83,7 @@ class Measurements:
     upload_ms: list[float] = field(default_factory=list)
     uploaded_at: list[float] = field(default_factory=list)
     render_s: list[float] = field(default_factory=list)
+    loop_lag_ms: list[float] = field(default_factory=list)  # how late the event loop woke a sleeper
     errors: dict[str, int] = field(default_factory=dict)
 
     def error(self, what: str) -> None:
@@ -290,6 +292,15 @@ class SimNode:
                     pass
 
 
+async def measure_loop_lag(out: Measurements, stop: asyncio.Event) -> None:
+    """Record how late the event loop wakes a short sleep: the part of every latency this
+    process measures that is its own queueing for the CPU, not the backend's answer."""
+    while not stop.is_set():
+        started = time.monotonic()
+        await asyncio.sleep(LOOP_LAG_PROBE_S)
+        out.loop_lag_ms.append(max(0.0, time.monotonic() - started - LOOP_LAG_PROBE_S) * 1000)
+
+
 async def _read_line() -> str:
     return (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip()
 
@@ -312,7 +323,10 @@ async def simulate(config: SimConfig, connections: int) -> Measurements:
             return out
         tasks = [asyncio.create_task(node.work()) for node in nodes]
         tasks += [asyncio.create_task(node.heartbeat_loop()) for node in nodes]
+        stopping = asyncio.Event()
+        tasks.append(asyncio.create_task(measure_loop_lag(out, stopping)))
         await _read_line()  # "stop", or end of input
+        stopping.set()
         for node in nodes:
             node.stop.set()
         for task in tasks:
