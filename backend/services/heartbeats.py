@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -64,18 +65,32 @@ def record_heartbeat(node: Node, slots: list[dict[str, Any]]) -> list[int]:
         if attempt.frame.state == FrameState.ASSIGNED and attempt.frame.current_attempt_id == attempt.id:
             transition_frame(attempt.frame_id, FrameState.RENDERING, expect=[FrameState.ASSIGNED])
         # Guarded: an upload that committed meanwhile keeps its final progress.
-        db.session.execute(
-            update(Attempt)
-            .where(Attempt.id == attempt.id, Attempt.outcome == AttemptOutcome.OPEN)
-            .values(
-                progress=max(0.0, min(1.0, float(slot["progress"]))),
-                progress_detail=str(slot.get("detail", ""))[:128],
-                lease_expires_at=now + timedelta(seconds=lease_s),
-            )
-            .execution_options(synchronize_session=False)
-        )
+        renewal = {
+            "attempt_id": attempt.id,
+            "reported_progress": max(0.0, min(1.0, float(slot["progress"]))),
+            "reported_detail": str(slot.get("detail", ""))[:128],
+            "expires_at": now + timedelta(seconds=lease_s),
+        }
+        db.session.execute(_renew_lease_statement(), renewal)
     db.session.commit()
     return abandon
+
+
+@functools.cache
+def _renew_lease_statement() -> Update:
+    """Built once per process, as every beat of a rendering node runs it."""
+    attempts = Attempt.__table__.c
+    return (
+        update(Attempt.__table__)
+        .where(attempts.id == bindparam("attempt_id"), attempts.outcome == AttemptOutcome.OPEN)
+        .values(
+            {
+                attempts.progress: bindparam("reported_progress", type_=attempts.progress.type),
+                attempts.progress_detail: bindparam("reported_detail", type_=attempts.progress_detail.type),
+                attempts.lease_expires_at: bindparam("expires_at", type_=attempts.lease_expires_at.type),
+            }
+        )
+    )
 
 
 def current_work(node: Any) -> list[dict[str, Any]]:
