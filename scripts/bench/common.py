@@ -56,6 +56,22 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+REFERENCE_LOOP_ADDITIONS = 5_000_000
+
+
+def reference_loop_s(repeats: int = 3) -> float:
+    """Seconds this machine takes for a fixed pure-Python loop (best of ``repeats``): the
+    day's CPU speed, printed beside the figures. The same code measures very differently
+    on different days here, and a figure is only comparable with this one beside it."""
+    best = math.inf
+    for _ in range(repeats):
+        started, total = time.perf_counter(), 0
+        for number in range(REFERENCE_LOOP_ADDITIONS):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def percentile(values: Sequence[float], fraction: float) -> float | None:
     """The nearest-rank percentile (``fraction`` in 0..1), None for no values."""
     if not values:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench import farm_overhead, gas, scheduler, split, transfer, verification
-from scripts.bench.common import OUTPUT_DIR, Section
+from scripts.bench.common import OUTPUT_DIR, REFERENCE_LOOP_ADDITIONS, Section, reference_loop_s
 
 REQUIRED_KEYS = {
     "farm_overhead": ["overhead_vs_one_process", "overhead_vs_per_frame_process"],
@@ -107,7 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     runners = benchmarks(args)
     figures: dict[str, Any] = {key: None for name in selected for key in REQUIRED_KEYS[name]}
     notes: list[str] = []
-    rows: list[tuple[str, str, str]] = []
+    machine_s = reference_loop_s()
+    rows: list[tuple[str, str, str]] = [
+        (
+            f"this machine today: a pure-Python loop of {REFERENCE_LOOP_ADDITIONS:,} additions, best of 3",
+            f"{machine_s:.3f} s",
+            "",
+        )
+    ]
     timings: dict[str, float] = {}
     for name in selected:
         print(f"== {name}", flush=True)
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "benchmarks": selected,
             "seconds": timings,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "reference_loop_s": round(machine_s, 3),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     }

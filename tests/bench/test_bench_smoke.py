@@ -45,13 +45,14 @@ def test_benchmark_writes_its_figures(benchmark: str, tmp_path: Path):
 
     result = json.loads(output.read_text())
     assert result["run"]["benchmarks"] == [benchmark]
+    assert is_number(result["run"]["reference_loop_s"]) and result["run"]["reference_loop_s"] > 0
     for key in run.REQUIRED_KEYS[benchmark]:
         if key == "scale_curve":
             assert [point["nodes"] for point in result[key]] == [3, 6]
             for point in result[key]:
                 assert point["frames_uploaded"] == point["frames"], point
                 figures = ("makespan_over_ideal", "claim_p99_ms", "first_claim_p99_ms",
-                           "every_node_started_s", "heartbeats_per_s")  # fmt: skip
+                           "every_node_started_s", "heartbeats_per_s", "sim_loop_lag_p99_ms")  # fmt: skip
                 for figure in figures:
                     assert is_number(point[figure]), (figure, point)
         else:
