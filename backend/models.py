@@ -101,7 +101,8 @@ def is_one_of(column: ColumnElement[Any], names: Iterable[str]) -> ColumnElement
     written into the SQL. A statement built once then needs no bound list expanded at each
     execution, which cost as much as the rest of preparing it."""
     words = sorted(str(name) for name in names)
-    assert all(word.isidentifier() for word in words), words  # never a value from outside
+    if not all(word.isidentifier() for word in words):  # a word of the schema, never a value from outside
+        raise ValueError(f"not a state name: {words}")
     return column.in_([literal_column(f"'{word}'") for word in words])
 
 
