@@ -117,10 +117,15 @@ def _accept(attempt: Attempt, *, expect: list[FrameState], **frame_values: objec
     verified = transition_frame(
         frame.id, FrameState.VERIFIED, expect=expect, output_sha256=attempt.output_sha256, **frame_values
     )
-    attempt.outcome = AttemptOutcome.VERIFIED if verified else AttemptOutcome.CANCELLED
     if verified:
+        attempt.outcome = AttemptOutcome.VERIFIED
         reputation.record(node, reputation.Outcome.VERIFIED)
         payments.add_release(job, frame_number, node.payout_address)
+    elif db.session.scalar(select(Frame.current_attempt_id).where(Frame.id == frame.id)) != attempt.id:
+        attempt.outcome = AttemptOutcome.CANCELLED  # the frame went back to the queue meanwhile
+    # Otherwise the frame is still this upload's: a second verification of it (a task queued
+    # again after Redis lost its queue) got there first and opened its spot check or accepted
+    # it. That one decides; cancelling here would leave a passed check nothing to verify.
     db.session.commit()
     if verified:
         log.info("frame verified", extra=ids)

@@ -21,10 +21,10 @@ from backend import defaults
 from backend.extensions import db
 from backend.models import Attempt, Job, Node, Payment, SpotCheck, utc_now
 from backend.queues import get_queue
-from backend.services import reconcile, sweep
+from backend.services import reconcile, sweep, verification
 from node_runner.render import BlenderSession
 from shared.protocol import FrameAssignment
-from shared.states import PaymentKind
+from shared.states import FrameState, PaymentKind
 from tests.backend.helpers import (
     JOBS,
     NODES,
@@ -238,6 +238,34 @@ def test_a_check_nobody_takes_is_skipped_and_the_frame_verified(
     assert frame_state(client, job["id"], 1)["state"] == "VERIFIED"
     spot_check = db.session.scalar(select(SpotCheck))
     assert spot_check.state == "SKIPPED" and "no node took the check" in spot_check.result
+    assert [p.frame_number for p in releases()] == [1]
+
+
+def test_a_second_verification_of_the_same_upload_leaves_it_to_its_spot_check(
+    app, client, node_client, run_workers, scene_files, tmp_path, escrow, spot_check_everything
+):
+    """Two verifications of one upload (a task queued again after Redis lost its queue) run
+    at once: the first opens the spot check; the second, which read the frame UPLOADED, then
+    fails to accept it. That must not cancel the upload, or the passed (here skipped) check
+    finds nothing to verify and the frame stays CHECKING for good."""
+
+    def noise(assignment: dict[str, Any]) -> Path:
+        return noise_png(tmp_path / "frame.png", 64, 36)
+
+    job, assignment, *_ = upload_and_open_check(
+        app, client, node_client, run_workers, scene_files["tiny"], escrow, noise
+    )
+    assert frame_state(client, job["id"], 1)["state"] == "CHECKING"
+    attempt = db.session.get(Attempt, assignment["attempt_id"])
+    verification._accept(attempt, expect=[FrameState.UPLOADED])  # the late one's last step
+    db.session.refresh(attempt)
+    assert attempt.outcome == "UPLOADED"
+    assert frame_state(client, job["id"], 1)["state"] == "CHECKING"
+
+    wait_s = app.config["RONRENDER_SPOT_CHECK_WAIT_S"]
+    assert len(sweep.sweep(now=utc_now() + timedelta(seconds=wait_s + 1)).spot_checks_skipped) == 1
+    run_workers()
+    assert frame_state(client, job["id"], 1)["state"] == "VERIFIED"
     assert [p.frame_number for p in releases()] == [1]
 
 
