@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Update, bindparam, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Select, Update, bindparam, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from backend.extensions import db
-from backend.models import Attempt, Node, utc_now
+from backend.models import Attempt, Frame, Node, utc_now
 from backend.services import spot_checks
 from backend.services.frame_transitions import transition_frame
 from shared.states import AttemptOutcome, FrameState, NodeState
@@ -43,30 +42,28 @@ def record_heartbeat(node: Node, slots: list[dict[str, Any]]) -> list[int]:
     note_heard(node, now)
     lease_s = current_app.config["RONRENDER_OFFLINE_AFTER_S"]
     abandon = []
-    # Every slot's attempt with its frame in one read.
-    ids = [slot["attempt_id"] for slot in slots]
-    attempts: dict[int, Attempt] = {}
-    if ids:
-        query = select(Attempt).options(joinedload(Attempt.frame)).where(Attempt.id.in_(ids))
-        attempts = {attempt.id: attempt for attempt in db.session.scalars(query)}
+    held_by_id: dict[int, Any] = {}
+    if slots:  # every slot's lease and its frame in one read
+        ids = [slot["attempt_id"] for slot in slots]
+        held_by_id = {row.id: row for row in db.session.execute(_slot_leases_statement(), {"ids": ids})}
     for slot in slots:
-        attempt = attempts.get(slot["attempt_id"])
+        held = held_by_id.get(slot["attempt_id"])
         if (
-            attempt is None
-            or attempt.node_id != node.id
-            or not secrets.compare_digest(attempt.lease_token, slot["lease_token"])
-            or attempt.outcome != AttemptOutcome.OPEN
-            or (attempt.frame.current_attempt_id != attempt.id and not spot_checks.holds_live_check(attempt))
+            held is None
+            or held.node_id != node.id
+            or not secrets.compare_digest(held.lease_token, slot["lease_token"])
+            or held.outcome != AttemptOutcome.OPEN
+            or (held.current_attempt_id != held.id and not _checks_live(held.id))
         ):
             abandon.append(slot["attempt_id"])
             continue
         # The frame before its attempt, the order an upload writes them in: two
         # transactions never wait on each other's rows (no deadlock).
-        if attempt.frame.state == FrameState.ASSIGNED and attempt.frame.current_attempt_id == attempt.id:
-            transition_frame(attempt.frame_id, FrameState.RENDERING, expect=[FrameState.ASSIGNED])
+        if held.frame_state == FrameState.ASSIGNED and held.current_attempt_id == held.id:
+            transition_frame(held.frame_id, FrameState.RENDERING, expect=[FrameState.ASSIGNED])
         # Guarded: an upload that committed meanwhile keeps its final progress.
         renewal = {
-            "attempt_id": attempt.id,
+            "attempt_id": held.id,
             "reported_progress": max(0.0, min(1.0, float(slot["progress"]))),
             "reported_detail": str(slot.get("detail", ""))[:128],
             "expires_at": now + timedelta(seconds=lease_s),
@@ -74,6 +71,31 @@ def record_heartbeat(node: Node, slots: list[dict[str, Any]]) -> list[int]:
         db.session.execute(_renew_lease_statement(), renewal)
     db.session.commit()
     return abandon
+
+
+def _checks_live(attempt_id: int) -> bool:
+    """A lease that is not its frame's may be a spot check's, still in the checker's hands."""
+    attempt = db.session.get(Attempt, attempt_id)
+    return attempt is not None and spot_checks.holds_live_check(attempt)
+
+
+@functools.cache
+def _slot_leases_statement() -> Select[Any]:
+    """Built once per process, on the tables: every beat of a rendering node reads it."""
+    attempts, frames = Attempt.__table__.c, Frame.__table__.c
+    return (
+        select(
+            attempts.id,
+            attempts.node_id,
+            attempts.lease_token,
+            attempts.outcome,
+            attempts.frame_id,
+            frames.state.label("frame_state"),
+            frames.current_attempt_id,
+        )
+        .join_from(Attempt.__table__, Frame.__table__, frames.id == attempts.frame_id)
+        .where(attempts.id.in_(bindparam("ids", expanding=True)))
+    )
 
 
 @functools.cache
@@ -95,8 +117,6 @@ def _renew_lease_statement() -> Update:
 
 def current_work(node: Any) -> list[dict[str, Any]]:
     """What the node holds now: each open lease's job, frame and reported progress."""
-    from backend.models import Frame
-
     rows = db.session.execute(
         select(Attempt.id, Attempt.progress, Attempt.progress_detail, Frame.job_id, Frame.number)
         .join(Frame, Frame.id == Attempt.frame_id)

@@ -158,8 +158,8 @@ class SimNode:
                 if response.status != 200:
                     self.out.error(f"heartbeat HTTP {response.status}")
                     return
-        except (aiohttp.ClientError, TimeoutError):
-            self.out.error("heartbeat connection")
+        except (aiohttp.ClientError, TimeoutError) as error:
+            self.out.error(f"heartbeat {type(error).__name__}")
             return
         self.heard_at = started
         if active is not None:
@@ -228,8 +228,8 @@ class SimNode:
                 ) as response:
                     body = await response.read()
                     status = response.status
-            except (aiohttp.ClientError, TimeoutError):
-                self.out.error("upload connection")
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self.out.error(f"upload {type(error).__name__}")
                 status, unanswered = 0, True
             if status == 202:
                 answer = json.loads(body)
@@ -260,8 +260,8 @@ class SimNode:
                 unanswered = False
                 try:
                     assignment = await self.claim()
-                except (aiohttp.ClientError, TimeoutError):
-                    self.out.error("claim connection")
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    self.out.error(f"claim {type(error).__name__}")
                     assignment, unanswered = None, True
                 if assignment is None:
                     # As the node: its own idle interval, or the backend's longer one, spread;
