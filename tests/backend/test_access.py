@@ -13,6 +13,7 @@ from backend import create_app
 from backend.defaults import TOKEN_REVOCATION_CHECK_S
 from backend.extensions import db
 from backend.models import ApiToken, utc_now
+from backend.services.identity import token_trust_cache
 from tests.backend.helpers import (
     JOBS,
     NODES,
@@ -256,6 +257,22 @@ def test_a_process_reads_a_token_once_per_cache_period(app, client):
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     assert again == [] and app.config["RONRENDER_TOKEN_CACHE_S"] > 0
+
+
+def test_a_process_trusts_each_token_for_three_quarters_to_all_of_the_cache_period():
+    """Spread, so that the tokens first seen together are not read again together."""
+    now = [0.0]
+    trusted = token_trust_cache(100.0, timer=lambda: now[0])
+    digests = [f"token-{index}" for index in range(200)]
+    for digest in digests:
+        trusted[digest] = "identity"
+    now[0] = 74.9
+    assert all(digest in trusted for digest in digests)
+    now[0] = 90.0
+    still = sum(digest in trusted for digest in digests)
+    assert 0 < still < len(digests)
+    now[0] = 100.0
+    assert not any(digest in trusted for digest in digests)
 
 
 def test_a_revocation_reaches_every_process_within_a_second(app, client):
