@@ -26,6 +26,9 @@ REDIS_URL = os.environ.get("RONRENDER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/
 POSTGRES_DSN = os.environ.get("RONRENDER_BENCH_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
 BACKEND_STARTUP_TIMEOUT_S = 60.0
 BACKEND_STOP_GRACE_S = 10.0
+# gunicorn's own default. Thirty seconds (past a node's 15 s beat) ended the resets of
+# requests sent on connections the server was closing, but pins each node to one worker.
+GUNICORN_KEEPALIVE_S = 2
 
 if str(SCRIPTS_DIR) not in sys.path:  # local_chain and local_farm import each other by bare name
     sys.path.insert(0, str(SCRIPTS_DIR))
@@ -216,7 +219,14 @@ class Backend:
     """The real backend under gunicorn (``with Backend(...) as backend:``); stopped on exit."""
 
     def __init__(
-        self, config: dict[str, Any], log_path: Path, *, workers: int = 4, threads: int = 4, **env: str
+        self,
+        config: dict[str, Any],
+        log_path: Path,
+        *,
+        workers: int = 4,
+        threads: int = 4,
+        keepalive_s: int = GUNICORN_KEEPALIVE_S,
+        **env: str,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -224,6 +234,7 @@ class Backend:
         self.log_path = log_path
         self.workers = workers
         self.threads = threads
+        self.keepalive_s = keepalive_s
         self.env = backend_env(config, **env)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -245,6 +256,8 @@ class Backend:
                     "4096",
                     "--timeout",
                     "600",
+                    "--keep-alive",
+                    str(self.keepalive_s),
                     "--chdir",
                     str(ROOT),
                     "backend.wsgi:app",  # as in production: built, then frozen out of the collector's way

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench import farm_overhead, gas, scheduler, split, transfer, verification
-from scripts.bench.common import OUTPUT_DIR, REFERENCE_LOOP_ADDITIONS, Section, reference_loop_s
+from scripts.bench.common import (
+    GUNICORN_KEEPALIVE_S,
+    OUTPUT_DIR,
+    REFERENCE_LOOP_ADDITIONS,
+    Section,
+    reference_loop_s,
+)
 
 REQUIRED_KEYS = {
     "farm_overhead": ["overhead_vs_one_process", "overhead_vs_per_frame_process"],
@@ -61,6 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--backend-workers", type=int, default=4)
     parser.add_argument("--backend-threads", type=int, default=4)
+    parser.add_argument(
+        "--backend-keepalive-s",
+        type=int,
+        default=GUNICORN_KEEPALIVE_S,
+        help="seconds gunicorn keeps an idle connection open (its default: 2)",
+    )
     parser.add_argument("--split-frames", type=int, default=100_000)
     parser.add_argument("--upload-mib", type=int, default=1024, help="size of the uploaded .blend")
     parser.add_argument("--verify-width", type=int, default=verification.WIDTH)
@@ -79,6 +91,7 @@ def benchmarks(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
         time_scale=args.time_scale,
         backend_workers=args.backend_workers,
         backend_threads=args.backend_threads,
+        backend_keepalive_s=args.backend_keepalive_s,
         log_dir=log_dir,
     )
     return {

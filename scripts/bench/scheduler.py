@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench.common import (
+    GUNICORN_KEEPALIVE_S,
     ROOT,
     Backend,
     Section,
@@ -74,6 +75,7 @@ class SchedulerOptions:
     time_scale: float = 1.0
     backend_workers: int = 4
     backend_threads: int = 4
+    backend_keepalive_s: int = GUNICORN_KEEPALIVE_S
     seed: int = 0
     log_dir: Path = Path("bench-output/logs")
 
@@ -150,6 +152,7 @@ def run_point(nodes: int, options: SchedulerOptions) -> dict[str, Any]:
             log_dir / f"scheduler-backend-{nodes}.log",
             workers=options.backend_workers,
             threads=options.backend_threads,
+            keepalive_s=options.backend_keepalive_s,
             RONRENDER_RATE_LIMIT="",
         )
         with backend:
@@ -315,7 +318,8 @@ def run(options: SchedulerOptions) -> Section:
         f"scheduler: render = uniform(2, 20) s x {options.time_scale}; heartbeat every "
         f"{REAL_HEARTBEAT_INTERVAL_S * options.time_scale:g} s, idle poll "
         f"{REAL_IDLE_POLL_S * options.time_scale:g} s; {options.frames_per_node} frames per node; "
-        f"gunicorn {options.backend_workers} workers x {options.backend_threads} threads; "
+        f"gunicorn {options.backend_workers} workers x {options.backend_threads} threads,"
+        f" idle connections kept {options.backend_keepalive_s} s; "
         "job made claimable in the database (no chain); done = upload accepted"
     )
     for point in curve:
