@@ -15,7 +15,6 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +28,7 @@ from backend.errors import NodeSuspended, NotFound
 from backend.extensions import db
 from backend.models import Attempt, Frame, Job, Node, SceneFile, is_one_of, utc_now
 from backend.services import heartbeats, reputation, spot_checks
-from backend.services.frame_transitions import open_lease, transition_frame
+from backend.services.frame_transitions import lease_first_locked, open_lease, transition_frame
 from shared.protocol import IDLE_POLL_INTERVAL_S
 from shared.states import (
     LIVE_FRAME_STATES,
@@ -237,22 +236,25 @@ def _claimable_jobs() -> Select[Any]:
 
 @functools.cache
 def _next_pending_frames(postgres: bool, handed_back: bool) -> Select[Any]:
-    """A job's next pending frames (``job_id`` bound), handed-back ones (priority 1) or
+    """A job's next pending frames (``of_job_id`` bound), handed-back ones (priority 1) or
     fresh ones (0): one range scan of ix_frames_pending. On PostgreSQL only the one frame
     taken is locked, with SKIP LOCKED, so racing claims take the next one without waiting.
 
     The priority is a range and the order (priority, number), never ``priority = p ORDER BY
     number``: the planner folds an equality away, and then the unique (job_id, number)
     index offers the same order, which PostgreSQL takes once it has statistics, walking
-    past every frame already handed out at each claim."""
+    past every frame already handed out at each claim.
+
+    The bound name is no column's: in the statement that leases the frame it finds, which
+    also updates frames, a value named ``job_id`` would be read as one to set."""
     priority = _frames.priority >= 1 if handed_back else _frames.priority <= 0
     frames = (
         select(_frames.id, _frames.number)
-        .where(_frames.job_id == bindparam("job_id"), _is_pending(), priority)
+        .where(_frames.job_id == bindparam("of_job_id"), _is_pending(), priority)
         .order_by(_frames.priority, _frames.number)
     )
-    if postgres:
-        return frames.limit(1).with_for_update(skip_locked=True)
+    if postgres:  # LIMIT 1 written into the SQL: a generic plan then still expects one row
+        return frames.limit(literal_column("1")).with_for_update(skip_locked=True)
     return frames.limit(defaults.CLAIM_CANDIDATES)
 
 
@@ -321,10 +323,10 @@ def _claim(
         assignment = _assignment(lease.attempt_id, lease.token, frame.number, frame.job_id, kind, crops)
         return Claim(attempt_id=lease.attempt_id, frame_number=frame.number, assignment=assignment)
     node_id = node.id
-    for frame_id, frame_number, job_id in _pending_frames(node, exclude_job_ids, exclude_artists):
+    for job_id, handed_back in _claimable_jobs_for(node, exclude_job_ids, exclude_artists):
         started = starts_at_once or job_id == continuing_job_id
         starts = FrameState.RENDERING if started else FrameState.ASSIGNED
-        claim = _lease(node_id, frame_id, frame_number, job_id, starts, now)
+        claim = _lease_next_frame(node_id, job_id, handed_back, starts, now)
         if claim is not None:
             return claim
     return None
@@ -355,18 +357,16 @@ def handed_assignment(attempt_id: int) -> dict[str, Any] | None:
     return _assignment(attempt.id, attempt.lease_token, frame.number, frame.job_id)
 
 
-def _pending_frames(
+def _claimable_jobs_for(
     node: Node, exclude_job_ids: list[str] | None, exclude_artists: list[str] | None
-) -> Iterator[tuple[int, int, str]]:
-    """(frame id, frame number, job id) to try, best first: handed-back frames (priority 1)
-    before fresh ones, older jobs first, lowest frame number first.
+) -> list[tuple[str, bool]]:
+    """(job id, handed back) to take a frame from, best first: handed-back frames (priority
+    1) before fresh ones, older jobs first; a job is named for a priority it has frames of.
 
     Index-backed on both databases: one query finds the rendering jobs that fit and still
     have pending frames, and which of them have handed-back ones (probes of ix_frames_pending
-    per job); then a job's next frame of a priority is one range scan of that index, made
-    only for a priority the job has. The statements are built once per process.
+    per job). The statement is built once per process.
     """
-
     jobs = _claimable_jobs()
     if exclude_job_ids:
         jobs = jobs.where(_jobs.id.not_in(exclude_job_ids))
@@ -381,18 +381,36 @@ def _pending_frames(
     rows = db.session.execute(jobs, node_values).all()
     reputable = reputation.score(node) >= defaults.REPUTATION_FOR_RETRIES
     handed_back = [(row.id, True) for row in rows if reputable and row.has_retries]
-    probes = handed_back + [(row.id, False) for row in rows]
+    return handed_back + [(row.id, False) for row in rows]
+
+
+def _lease_next_frame(
+    node_id: str, job_id: str, handed_back: bool, starts: FrameState, now: datetime
+) -> Claim | None:
+    """A new lease on the job's next pending frame of that priority, uncommitted; None when
+    other claims took them all. The next frame is one range scan of ix_frames_pending; on
+    PostgreSQL it is locked and leased in that same statement."""
     postgres = db.engine.dialect.name == "postgresql"
-    for job_id, retries in probes:
-        found = db.session.execute(_next_pending_frames(postgres, retries), {"job_id": job_id}).all()
-        yield from ((frame_id, number, job_id) for frame_id, number in found)
+    candidates = _next_pending_frames(postgres, handed_back)
+    if postgres:
+        leased = lease_first_locked(candidates, {"of_job_id": job_id}, node_id, starts, now)
+        if leased is None:
+            return None
+        lease, frame_number = leased.lease, leased.frame_number
+        assignment = _assignment(lease.attempt_id, lease.token, frame_number, job_id)
+        return Claim(attempt_id=lease.attempt_id, frame_number=frame_number, assignment=assignment)
+    for frame_id, frame_number in db.session.execute(candidates, {"of_job_id": job_id}).all():
+        claim = _lease(node_id, frame_id, frame_number, job_id, starts, now)
+        if claim is not None:
+            return claim
+    return None
 
 
 def _lease(
     node_id: str, frame_id: int, frame_number: int, job_id: str, starts: FrameState, now: datetime
 ) -> Claim | None:
     """A new lease on the frame, if it is still PENDING (None if another claim took it);
-    uncommitted.
+    uncommitted. SQLite's way: it serialises writers, so it locks nothing ahead.
 
     The attempt is written first, so the guarded move out of PENDING also names it: one
     statement fewer than moving the frame and then pointing it at its attempt."""

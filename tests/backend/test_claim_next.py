@@ -270,3 +270,29 @@ def test_a_claim_reads_its_node_once(client, run_workers, scene_files, escrow):
         event.remove(db.engine, "before_cursor_execute", record)
     node_reads = [s for s in statements if s.lstrip().startswith("SELECT") and "FROM nodes" in s]
     assert len(node_reads) == 1, node_reads  # not again after the commit, to log the lease
+
+
+def test_on_postgresql_a_claim_leases_its_frame_in_one_statement(client, run_workers, scene_files, escrow):
+    rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
+    node = register(client)
+    statements: list[str] = []
+
+    def record(_connection, _cursor, statement, *_args) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        leased = claim(client, node)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    writes = [s for s in statements if "INSERT INTO attempts" in s or "UPDATE frames" in s]
+    if db.engine.dialect.name == "postgresql":  # lock, insert and move: one round trip
+        assert len(writes) == 1 and "FOR UPDATE SKIP LOCKED" in writes[0], writes
+    else:  # SQLite serialises writers: the attempt, then the guarded move
+        assert len(writes) == 2, writes
+    assert frame_states(client, leased["job_id"]) == {
+        leased["frame_number"]: "ASSIGNED",
+        3 - leased["frame_number"]: "PENDING",
+    }
+    attempt = db.session.get(Attempt, leased["attempt_id"])
+    assert attempt.node_id == node and attempt.lease_token == leased["lease_token"]

@@ -15,8 +15,8 @@ from sqlalchemy import literal, text, update
 from sqlalchemy.dialects import postgresql
 
 from backend.extensions import db
-from backend.models import Frame, SceneFile
-from backend.services import matchmaker
+from backend.models import Frame, SceneFile, utc_now
+from backend.services import frame_transitions, matchmaker
 from backend.services.job_split import JobRequest, create_job
 from scripts.bench.seed import scene_analysis
 from shared.states import FrameState, SceneState
@@ -68,15 +68,25 @@ def _plans(statement, values: dict[str, object]) -> list[str]:
 def _assert_claims_read_the_pending_index(job_id: str, first_pending: int) -> None:
     postgres = db.engine.dialect.name == "postgresql"
     for handed_back in (False, True):
-        for plan in _plans(matchmaker._next_pending_frames(postgres, handed_back), {"job_id": job_id}):
+        for plan in _plans(matchmaker._next_pending_frames(postgres, handed_back), {"of_job_id": job_id}):
             assert "ix_frames_pending" in plan, plan
             assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+    if postgres:  # where the frame found is leased in the same statement
+        for handed_back in (False, True):
+            candidate = matchmaker._next_pending_frames(postgres, handed_back)
+            lease = frame_transitions._lease_first_locked_statement(candidate)
+            lease_values = {"new_node_id": "n", "new_lease_token": "t", "to_state": "ASSIGNED"}
+            now = {"new_started_at": utc_now(), "new_lease_expires_at": utc_now()}
+            values = {"of_job_id": job_id, **lease_values, **now}
+            for plan in _plans(lease, values):
+                assert "ix_frames_pending" in plan and "Index Scan using pk_frames" in plan, plan
+                assert "Sort" not in plan and "Seq Scan" not in plan, plan
     node = {"node_id": "n", "memory_bytes": 2**33, "gpu_memory_bytes": -1, "blender_version_number": 405}
     for plan in _plans(matchmaker._claimable_jobs(), node):
         assert "ix_frames_pending" in plan, plan
         assert "Seq Scan on frames" not in plan and "SCAN frames" not in plan, plan
         assert "Hash" not in plan.replace("hashed SubPlan", ""), plan
-    found = db.session.execute(matchmaker._next_pending_frames(postgres, False), {"job_id": job_id}).all()
+    found = db.session.execute(matchmaker._next_pending_frames(postgres, False), {"of_job_id": job_id}).all()
     assert found[0].number == first_pending
     db.session.rollback()  # the claim statement locked a frame on PostgreSQL
 
