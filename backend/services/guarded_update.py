@@ -31,15 +31,8 @@ def move_state(
     used. The caller commits.
     """
     also_equal = also_equal or {}
-    assert None not in also_equal.values(), "= NULL matches no row: leave the column out instead"
-    statement = _guarded_update(model.__table__, frozenset(from_states), tuple(also_equal), tuple(values))
-    parameters = {
-        "row_id": row_id,
-        "to_state": to_state,
-        **{f"where_{column}": value for column, value in also_equal.items()},
-        **{f"set_{column}": value for column, value in values.items()},
-    }
-    moved = db.session.execute(statement, parameters).rowcount == 1
+    statement = guarded_update(model.__table__, frozenset(from_states), tuple(also_equal), tuple(values))
+    moved = db.session.execute(statement, move_parameters(row_id, to_state, also_equal, values)).rowcount == 1
     if moved:
         # Only a copy already loaded is stale; reading it here would often be a wasted read.
         row = db.session.identity_map.get(identity_key(model, row_id))
@@ -48,12 +41,26 @@ def move_state(
     return moved
 
 
+def move_parameters(
+    row_id: object, to_state: object, also_equal: Mapping[str, object], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The bound values of ``guarded_update``'s statement for one move."""
+    assert None not in also_equal.values(), "= NULL matches no row: leave the column out instead"
+    return {
+        "row_id": row_id,
+        "to_state": to_state,
+        **{f"where_{column}": value for column, value in also_equal.items()},
+        **{f"set_{column}": value for column, value in values.items()},
+    }
+
+
 @functools.cache
-def _guarded_update(
+def guarded_update(
     table: Table, from_states: frozenset[object], where_columns: tuple[str, ...], set_columns: tuple[str, ...]
 ) -> Update:
-    """The statement for one shape of move, built once per process: building and keying a
-    statement on every call cost about 0.15 ms, on every claim, upload and verdict."""
+    """The statement for one shape of move (its values from ``move_parameters``), built
+    once per process: building and keying a statement on every call cost about 0.15 ms,
+    on every claim, upload and verdict."""
     columns = table.c
     return (
         update(table)

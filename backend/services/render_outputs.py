@@ -11,17 +11,18 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from flask import current_app
-from sqlalchemy import Update, bindparam, update
+from sqlalchemy import Update, bindparam, exists, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend import queues
 from backend.errors import LeaseNotHeld, NotFound
 from backend.extensions import db
-from backend.models import Attempt, utc_now
+from backend.models import Attempt, Frame, utc_now
 from backend.services import job_lifecycle, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
+from backend.services.guarded_update import guarded_update, move_parameters
 from backend.services.scene_intake import storage
-from shared.states import LIVE_FRAME_STATES, AttemptOutcome, FrameState
+from shared.states import LIVE_FRAME_STATES, AttemptOutcome, FrameState, states_leading_to
 
 log = logging.getLogger(__name__)
 
@@ -116,20 +117,47 @@ def _record_upload(
     output_sha256: str,
     lease_next: Callable[[str], NextLease | None] | None,
 ) -> NextLease | None:
-    """The upload's writes (and the next lease's, between them), uncommitted.
+    """The next lease (if asked for), then the upload's writes, uncommitted.
 
     Both of the upload's writes are guarded, the lease's expiry included: a sweep or
     another node's claim while the bytes arrived (the lease expired, the frame was
-    leased again) refuses the upload, with no second read of the rows. The frame is
-    written before the attempts, the order a heartbeat writes them in (no deadlock).
+    leased again) refuses the upload, with no second read of the rows, and the caller
+    rolls the next lease back with it. They come after the next lease, which the
+    attempt records.
     """
-    if not transition_frame(frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES, held_by=attempt_id):
-        raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
     next_lease = lease_next(job_id) if lease_next is not None else None
     next_attempt_id = next_lease.attempt_id if next_lease is not None else None
-    if not _finish_open_attempt(attempt_id, output_sha256, next_attempt_id):
+    if not _mark_uploaded(frame_id, attempt_id, output_sha256, next_attempt_id):
         raise LeaseNotHeld(f"the lease of attempt {attempt_id} is no longer held")
     return next_lease
+
+
+def _mark_uploaded(frame_id: int, attempt_id: int, output_sha256: str, next_attempt_id: int | None) -> bool:
+    """The frame ASSIGNED or RENDERING under this attempt -> UPLOADED, and the attempt
+    OPEN -> UPLOADED with its output (and the lease handed out with it); False if either
+    guard fails. The frame is written before the attempt, the order a heartbeat writes
+    them in (no deadlock): on PostgreSQL in one statement, the frame's move a data-modifying
+    ``WITH`` that the attempt's UPDATE requires; on SQLite in two."""
+    frame_move = move_parameters(frame_id, FrameState.UPLOADED, {"current_attempt_id": attempt_id}, {})
+    finish = {"attempt_id": attempt_id, "now": utc_now(), "sha256": output_sha256, "next": next_attempt_id}
+    if db.engine.dialect.name == "postgresql":
+        return db.session.execute(_mark_uploaded_statement(), {**frame_move, **finish}).rowcount == 1
+    if not transition_frame(frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES, held_by=attempt_id):
+        return False
+    return db.session.execute(_finish_open_attempt_statement(), finish).rowcount == 1
+
+
+@functools.cache
+def _mark_uploaded_statement() -> Update:
+    """WITH frame_moved AS (UPDATE frames … RETURNING id) UPDATE attempts … WHERE … AND
+    EXISTS (SELECT FROM frame_moved), built once per process. A bound value named after a
+    column of attempts would be read as one to set: the frame's are ``row_id`` and the like."""
+    frames = Frame.__table__
+    leaving = frozenset(states_leading_to(FrameState.UPLOADED) & LIVE_FRAME_STATES)
+    frame_moved = (
+        guarded_update(frames, leaving, ("current_attempt_id",), ()).returning(frames.c.id).cte("frame_moved")
+    )
+    return _finish_open_attempt_statement().where(exists(frame_moved.select()))
 
 
 def _repeated_upload(attempt_id: int, lease_token: str, stream: BinaryIO) -> ReceivedOutput | None:
@@ -157,17 +185,10 @@ def _repeated_upload(attempt_id: int, lease_token: str, stream: BinaryIO) -> Rec
     )
 
 
-def _finish_open_attempt(attempt_id: int, output_sha256: str, next_attempt_id: int | None) -> bool:
-    """OPEN -> UPLOADED with its output (and the lease handed out with it), in one guarded
-    UPDATE; False if no longer OPEN or its lease has expired."""
-    parameters = {"attempt_id": attempt_id, "now": utc_now(), "sha256": output_sha256}
-    finished = db.session.execute(_finish_open_attempt_statement(), {**parameters, "next": next_attempt_id})
-    return finished.rowcount == 1
-
-
 @functools.cache
 def _finish_open_attempt_statement() -> Update:
-    """Built once per process, as every upload runs it."""
+    """OPEN -> UPLOADED with its output (and the lease handed out with it), in one guarded
+    UPDATE that refuses an expired lease; built once per process, as every upload runs it."""
     attempts = Attempt.__table__.c
     return (
         update(Attempt.__table__)

@@ -296,3 +296,43 @@ def test_on_postgresql_a_claim_leases_its_frame_in_one_statement(client, run_wor
     }
     attempt = db.session.get(Attempt, leased["attempt_id"])
     assert attempt.node_id == node and attempt.lease_token == leased["lease_token"]
+
+
+def test_on_postgresql_an_upload_and_its_next_lease_write_in_one_statement_each(
+    client, run_workers, scene_files, tmp_path, escrow
+):
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=2)
+    node = register(client)
+    first = claim(client, node)
+    statements: list[str] = []
+
+    def record(_connection, _cursor, statement, *_args) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        answer = put_output(client, first, noise_png(tmp_path / "a.png", 64, 36), claim_next=True)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert answer.status_code == 202, answer.json
+    writes = [
+        s
+        for s in statements
+        if any(
+            f"{verb} {table}" in s for verb in ("INSERT INTO", "UPDATE") for table in ("attempts", "frames")
+        )
+    ]
+    if db.engine.dialect.name == "postgresql":  # the next lease, then the upload's two guarded moves
+        assert len(writes) == 2, writes
+        assert "INSERT INTO attempts" in writes[0] and "UPDATE frames" in writes[0], writes
+        assert "UPDATE frames" in writes[1] and "UPDATE attempts" in writes[1], writes
+    else:
+        assert len(writes) == 4, writes
+    handed = answer.json["next"]
+    assert frame_states(client, job["id"]) == {
+        first["frame_number"]: "UPLOADED",
+        handed["frame_number"]: "RENDERING",
+    }
+    db.session.expire_all()
+    uploaded = db.session.get(Attempt, first["attempt_id"])
+    assert uploaded.outcome == "UPLOADED" and uploaded.next_attempt_id == handed["attempt_id"]

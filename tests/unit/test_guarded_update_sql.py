@@ -7,13 +7,13 @@ import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.models import Frame, is_one_of
-from backend.services.guarded_update import _guarded_update
+from backend.services.guarded_update import guarded_update
 from shared.states import FrameState
 
 
 @pytest.mark.parametrize("dialect", [postgresql.dialect(), sqlite.dialect()])
 def test_the_states_a_row_may_leave_are_written_into_the_sql(dialect):
-    statement = _guarded_update(
+    statement = guarded_update(
         Frame.__table__, frozenset({FrameState.RENDERING, FrameState.ASSIGNED}), ("current_attempt_id",), ()
     )
     compiled = statement.compile(dialect=dialect)
