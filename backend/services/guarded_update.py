@@ -34,11 +34,16 @@ def move_state(
     statement = guarded_update(model.__table__, frozenset(from_states), tuple(also_equal), tuple(values))
     moved = db.session.execute(statement, move_parameters(row_id, to_state, also_equal, values)).rowcount == 1
     if moved:
-        # Only a copy already loaded is stale; reading it here would often be a wasted read.
-        row = db.session.identity_map.get(identity_key(model, row_id))
-        if row is not None:
-            db.session.expire(row)
+        expire_loaded(model, row_id)
     return moved
+
+
+def expire_loaded(model: type, row_id: object) -> None:
+    """Expire the session's copy of a row a statement just moved, if one is loaded: only
+    a loaded copy is stale, and reading the row here would often be a wasted read."""
+    row = db.session.identity_map.get(identity_key(model, row_id))
+    if row is not None:
+        db.session.expire(row)
 
 
 def move_parameters(

@@ -20,7 +20,7 @@ from backend.extensions import db
 from backend.models import Attempt, Frame, utc_now
 from backend.services import job_lifecycle, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
-from backend.services.guarded_update import guarded_update, move_parameters
+from backend.services.guarded_update import expire_loaded, guarded_update, move_parameters
 from backend.services.scene_intake import storage
 from shared.states import LIVE_FRAME_STATES, AttemptOutcome, FrameState, states_leading_to
 
@@ -141,7 +141,10 @@ def _mark_uploaded(frame_id: int, attempt_id: int, output_sha256: str, next_atte
     frame_move = move_parameters(frame_id, FrameState.UPLOADED, {"current_attempt_id": attempt_id}, {})
     finish = {"attempt_id": attempt_id, "now": utc_now(), "sha256": output_sha256, "next": next_attempt_id}
     if db.engine.dialect.name == "postgresql":
-        return db.session.execute(_mark_uploaded_statement(), {**frame_move, **finish}).rowcount == 1
+        if db.session.execute(_mark_uploaded_statement(), {**frame_move, **finish}).rowcount != 1:
+            return False
+        expire_loaded(Frame, frame_id)  # as transition_frame does on SQLite's way
+        return True
     if not transition_frame(frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES, held_by=attempt_id):
         return False
     return db.session.execute(_finish_open_attempt_statement(), finish).rowcount == 1
