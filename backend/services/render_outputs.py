@@ -132,20 +132,24 @@ def _record_upload(
     return next_lease
 
 
+# The live states an upload moves its frame out of, on either database's way.
+_UPLOADED_FROM = frozenset(states_leading_to(FrameState.UPLOADED) & LIVE_FRAME_STATES)
+
+
 def _mark_uploaded(frame_id: int, attempt_id: int, output_sha256: str, next_attempt_id: int | None) -> bool:
     """The frame ASSIGNED or RENDERING under this attempt -> UPLOADED, and the attempt
     OPEN -> UPLOADED with its output (and the lease handed out with it); False if either
     guard fails. The frame is written before the attempt, the order a heartbeat writes
     them in (no deadlock): on PostgreSQL in one statement, the frame's move a data-modifying
     ``WITH`` that the attempt's UPDATE requires; on SQLite in two."""
-    frame_move = move_parameters(frame_id, FrameState.UPLOADED, {"current_attempt_id": attempt_id}, {})
     finish = {"attempt_id": attempt_id, "now": utc_now(), "sha256": output_sha256, "next": next_attempt_id}
     if db.engine.dialect.name == "postgresql":
+        frame_move = move_parameters(frame_id, FrameState.UPLOADED, {"current_attempt_id": attempt_id}, {})
         if db.session.execute(_mark_uploaded_statement(), {**frame_move, **finish}).rowcount != 1:
             return False
         expire_loaded(Frame, frame_id)  # as transition_frame does on SQLite's way
         return True
-    if not transition_frame(frame_id, FrameState.UPLOADED, expect=LIVE_FRAME_STATES, held_by=attempt_id):
+    if not transition_frame(frame_id, FrameState.UPLOADED, expect=_UPLOADED_FROM, held_by=attempt_id):
         return False
     return db.session.execute(_finish_open_attempt_statement(), finish).rowcount == 1
 
@@ -156,9 +160,10 @@ def _mark_uploaded_statement() -> Update:
     EXISTS (SELECT FROM frame_moved), built once per process. A bound value named after a
     column of attempts would be read as one to set: the frame's are ``row_id`` and the like."""
     frames = Frame.__table__
-    leaving = frozenset(states_leading_to(FrameState.UPLOADED) & LIVE_FRAME_STATES)
     frame_moved = (
-        guarded_update(frames, leaving, ("current_attempt_id",), ()).returning(frames.c.id).cte("frame_moved")
+        guarded_update(frames, _UPLOADED_FROM, ("current_attempt_id",), ())
+        .returning(frames.c.id)
+        .cte("frame_moved")
     )
     return _finish_open_attempt_statement().where(exists(frame_moved.select()))
 
