@@ -19,7 +19,7 @@ import functools
 import hashlib
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,6 +45,8 @@ PNG_CHANNELS_BY_COLOR_TYPE = {0: "Y", 2: "RGB", 3: "P", 4: "YA", 6: "RGBA"}
 # difference is removed); a copy warped or cropped is not.
 SIGNATURE_SIDE_PX = 16
 NEAR_DUPLICATE_MAX_CELL_DIFF = 1 / 255
+# A new frame's signature is compared with this many known ones at a time.
+MATCH_BLOCK_ROWS = 4096
 
 # Upscaled, nearest neighbour: adjacent pixel pairs repeat exactly at one phase of
 # the pixel grid. Honest renders repeat equally at both phases (difference <= 0.01 on
@@ -94,6 +96,51 @@ class RejectionReason(StrEnum):
     LOW_SAMPLES = "LOW_SAMPLES"
 
 
+@dataclass(frozen=True, eq=False)
+class KnownFrames:
+    """Fingerprints of a job's verified frames, held to match a new frame against all of
+    them at once: their pixel hashes as a set, their luminance signatures as one array
+    of 16-bit rows per signature shape. Immutable; ``extended`` returns a larger one."""
+
+    pixel_hashes: frozenset[str] = frozenset()
+    signatures: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, fingerprints: Iterable[str]) -> KnownFrames:
+        return KNOWN_NONE.extended(fingerprints)
+
+    def extended(self, fingerprints: Iterable[str]) -> KnownFrames:
+        hashes = set(self.pixel_hashes)
+        rows: dict[tuple[int, int], list[np.ndarray]] = {}
+        for text in fingerprints:
+            pixel_hash, shape, cells = _parse_fingerprint(text)
+            hashes.add(pixel_hash)
+            if cells is not None:
+                rows.setdefault(shape, []).append(cells)
+        signatures = dict(self.signatures)
+        for shape, new_rows in rows.items():
+            held = signatures.get(shape, np.empty((0, shape[0] * shape[1]), dtype=np.uint16))
+            signatures[shape] = np.concatenate([held, np.stack(new_rows)])
+        return KnownFrames(frozenset(hashes), signatures)
+
+    def match(self, fingerprint: str) -> str | None:
+        """How the fingerprint matches one of these ("pixel-identical", "nearly
+        identical"), or None."""
+        pixel_hash, shape, cells = _parse_fingerprint(fingerprint)
+        if pixel_hash in self.pixel_hashes:
+            return "pixel-identical"
+        known = self.signatures.get(shape)
+        if cells is None or known is None:
+            return None
+        for top in range(0, len(known), MATCH_BLOCK_ROWS):
+            if _nearly_identical(cells, known[top : top + MATCH_BLOCK_ROWS]):
+                return "nearly identical"
+        return None
+
+
+KNOWN_NONE = KnownFrames()
+
+
 @dataclass(frozen=True)
 class ExpectedImage:
     """What the frame's job asked for, and what its other frames look like.
@@ -103,7 +150,7 @@ class ExpectedImage:
     ``bit_depth``: 8 or 16 for PNG, 16 (half) or 32 (float) for EXR, None for any.
     ``reference_is_blank``: the job's reference render of this frame is one constant
     colour, so a constant output is the truth and not a cheat.
-    ``known_fingerprints``: fingerprints of frames already verified for the job.
+    ``known_frames``: the fingerprints of frames already verified for the job.
     ``allow_duplicates``: the scene is static here, so repeated frames are honest.
     ``reference_noise`` / ``reference_detail_ratio``: medians over the job's verified
     frames; None skips the statistical checks.
@@ -117,7 +164,7 @@ class ExpectedImage:
     channels: frozenset[str] | None = None
     bit_depth: int | None = None
     reference_is_blank: bool = False
-    known_fingerprints: tuple[str, ...] = ()
+    known_frames: KnownFrames = field(default_factory=lambda: KNOWN_NONE)
     allow_duplicates: bool = False
     reference_noise: float | None = None
     reference_detail_ratio: float | None = None
@@ -521,28 +568,35 @@ def _signature(luminance: np.ndarray) -> np.ndarray:
     return np.asarray(image.resize(size, Image.Resampling.BOX))
 
 
-def _parse_fingerprint(text: str) -> tuple[str, np.ndarray | None]:
+def _parse_fingerprint(text: str) -> tuple[str, tuple[int, int], np.ndarray | None]:
+    """The pixel hash, the signature's (width, height) and its cells as 16-bit values."""
     try:
         pixel_hash, shape, encoded = text.split(":")
         width, height = (int(part) for part in shape.split("x"))
-        signature = np.frombuffer(base64.b64decode(encoded), dtype=">u2").reshape(height, width)
-        return pixel_hash, signature.astype(np.float64) / 65535
+        cells = np.frombuffer(base64.b64decode(encoded), dtype=">u2").astype(np.uint16)
+        if cells.size != width * height or not cells.size:
+            return pixel_hash, (0, 0), None
+        return pixel_hash, (width, height), cells
     except ValueError:
-        return text.split(":")[0], None
+        return text.split(":")[0], (0, 0), None
+
+
+def _nearly_identical(cells: np.ndarray, known: np.ndarray) -> bool:
+    """Whether a row of ``known`` is within NEAR_DUPLICATE_MAX_CELL_DIFF of ``cells`` in
+    every cell once their mean difference (a uniform brightness change) is taken out:
+    in 16-bit units times the cell count, so that the test is on exact integers."""
+    count = cells.size
+    limit = count * round(65535 * NEAR_DUPLICATE_MAX_CELL_DIFF)
+    difference = np.subtract(known, cells, dtype=np.int32)
+    total = difference.sum(axis=1)
+    above = count * difference.max(axis=1) - total
+    below = total - count * difference.min(axis=1)
+    return bool(np.any((above < limit) & (below < limit)))
 
 
 def is_duplicate(first: str, second: str) -> str | None:
     """How two fingerprints match ("pixel-identical", "nearly identical"), or None."""
-    first_hash, first_signature = _parse_fingerprint(first)
-    second_hash, second_signature = _parse_fingerprint(second)
-    if first_hash == second_hash:
-        return "pixel-identical"
-    if first_signature is None or second_signature is None or first_signature.shape != second_signature.shape:
-        return None
-    difference = first_signature - second_signature
-    if float(np.abs(difference - difference.mean()).max()) < NEAR_DUPLICATE_MAX_CELL_DIFF:
-        return "nearly identical"
-    return None
+    return KnownFrames.of([second]).match(first)
 
 
 def image_statistics(luminance: np.ndarray) -> dict[str, float]:
@@ -663,12 +717,11 @@ def _all_equal(comparisons: Iterator[np.ndarray]) -> np.ndarray:
 
 def _check_copy(own: str, stats: dict[str, float], phase_gap: float, expected: ExpectedImage) -> None:
     if not expected.allow_duplicates:
-        for known in expected.known_fingerprints:
-            match = is_duplicate(own, known)
-            if match:
-                raise _Rejected(
-                    RejectionReason.DUPLICATE_FRAME, f"{match} to a frame already delivered for this job"
-                )
+        match = expected.known_frames.match(own)
+        if match:
+            raise _Rejected(
+                RejectionReason.DUPLICATE_FRAME, f"{match} to a frame already delivered for this job"
+            )
     if not stats:
         return
     if phase_gap > NEAREST_UPSCALE_MIN_PHASE_GAP:

@@ -15,13 +15,15 @@ import functools
 import io
 import logging
 import os
-import statistics
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from backend import observability, queues
 from backend.extensions import db
@@ -29,12 +31,17 @@ from backend.models import Attempt, Frame, Job, SpotCheck
 from backend.services import job_lifecycle, payments, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
-from shared.image_checks import ExpectedImage, RejectionReason, check_render_output
+from shared.image_checks import KNOWN_NONE, ExpectedImage, KnownFrames, RejectionReason, check_render_output
 from shared.states import AttemptOutcome, FrameState, SpotCheckState
 from shared.thumbnails import make_thumbnail, thumbnail_png
 
 # The statistical checks start once this many frames of the job are verified.
 MIN_REFERENCE_FRAMES = 3
+# A process keeps the verified frames of this many jobs (a 100,000-frame job's take about
+# 60 MB), and reads unseen verified frames by id when there are at most this many.
+VERIFIED_FRAMES_CACHE_SIZE = 8
+VERIFIED_FRAMES_KEY = "ronrender_verified_frames"
+VERIFIED_ROWS_BY_ID_MAX = 1000
 # Rejections that compare with the job's other frames rather than with the task.
 COMPARATIVE_REASONS = (RejectionReason.DUPLICATE_FRAME, RejectionReason.UPSCALED, RejectionReason.LOW_SAMPLES)
 
@@ -141,13 +148,8 @@ def expected_image(job: Job, frame: Frame, attempt: Attempt) -> ExpectedImage:
     """What this frame's output must be, from the job and its frames verified so far."""
     analysis = job.scene.analysis or {}
     probe = analysis.get("probe") or {}
-    verified = db.session.execute(
-        select(Frame.output_fingerprint, Frame.output_stats).where(
-            Frame.job_id == job.id, Frame.state == FrameState.VERIFIED, Frame.id != frame.id
-        )
-    ).all()
-    stats = [row.output_stats for row in verified if row.output_stats]
-    enough = len(stats) >= MIN_REFERENCE_FRAMES
+    verified = _verified_frames(job.id, frame.id)
+    enough = len(verified.noise) >= MIN_REFERENCE_FRAMES
     confirmed = _confirmed_by_another_node(frame, attempt)
     return ExpectedImage(
         output_format=job.output_format,
@@ -156,14 +158,72 @@ def expected_image(job: Job, frame: Frame, attempt: Attempt) -> ExpectedImage:
         max_bytes=current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"],
         # the reference is the middle frame; a scene blank there is trusted to be blank
         reference_is_blank=bool(probe.get("blank")),
-        known_fingerprints=tuple(row.output_fingerprint for row in verified if row.output_fingerprint),
+        known_frames=verified.known,
         # an unknown or static scene may repeat frames honestly
         allow_duplicates=not analysis.get("animated", False) or confirmed,
-        reference_noise=statistics.median(s["noise"] for s in stats) if enough and not confirmed else None,
-        reference_detail_ratio=(
-            statistics.median(s["detail_ratio"] for s in stats) if enough and not confirmed else None
-        ),
+        reference_noise=float(np.median(verified.noise)) if enough and not confirmed else None,
+        reference_detail_ratio=float(np.median(verified.detail_ratio)) if enough and not confirmed else None,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifiedFrames:
+    """What a job's verified frames tell the check of its next one: their fingerprints,
+    and the noise and detail ratio of those large enough to measure."""
+
+    frame_ids: frozenset[int] = frozenset()
+    known: KnownFrames = KNOWN_NONE
+    noise: tuple[float, ...] = ()
+    detail_ratio: tuple[float, ...] = ()
+
+    def extended(self, rows: Iterable[Row[Any]]) -> VerifiedFrames:
+        """These and more frames: rows of (id, output_fingerprint, output_stats)."""
+        rows = list(rows)
+        measured = [row.output_stats for row in rows if row.output_stats]
+        return VerifiedFrames(
+            self.frame_ids | {row.id for row in rows},
+            self.known.extended(row.output_fingerprint for row in rows if row.output_fingerprint),
+            self.noise + tuple(stats["noise"] for stats in measured),
+            self.detail_ratio + tuple(stats["detail_ratio"] for stats in measured),
+        )
+
+
+_verified_frames_lock = threading.Lock()
+
+
+def _verified_frames(job_id: str, frame_id: int) -> VerifiedFrames:
+    """The job's verified frames other than ``frame_id``. VERIFIED is final, so a process
+    keeps what it read of a job's and reads only the frames verified since: each frame
+    then reads the ids of the job's verified frames, not every fingerprint again (an
+    n-frame job read and parsed n²/2 fingerprints in all)."""
+    verified = frozenset(
+        db.session.scalars(select(Frame.id).where(Frame.job_id == job_id, Frame.state == FrameState.VERIFIED))
+    )
+    if frame_id in verified:  # the frame's verification repeated after it was verified: rare, not kept
+        return VerifiedFrames().extended(_verified_rows(job_id, verified - {frame_id}))
+    cache = current_app.extensions.get(VERIFIED_FRAMES_KEY)
+    if cache is None:
+        cache = current_app.extensions.setdefault(VERIFIED_FRAMES_KEY, LRUCache(VERIFIED_FRAMES_CACHE_SIZE))
+    with _verified_frames_lock:
+        held = cache.get(job_id)
+    if held is None or not held.frame_ids <= verified:  # not a frame this process has seen vanishes
+        held = VerifiedFrames()
+    unseen = verified - held.frame_ids
+    if unseen:
+        held = held.extended(_verified_rows(job_id, unseen))
+        with _verified_frames_lock:
+            cache[job_id] = held
+    return held
+
+
+def _verified_rows(job_id: str, frame_ids: frozenset[int]) -> list[Row[Any]]:
+    """(id, output_fingerprint, output_stats) of these verified frames of the job."""
+    rows = select(Frame.id, Frame.output_fingerprint, Frame.output_stats).where(
+        Frame.job_id == job_id, Frame.state == FrameState.VERIFIED
+    )
+    if len(frame_ids) <= VERIFIED_ROWS_BY_ID_MAX:
+        return list(db.session.execute(rows.where(Frame.id.in_(sorted(frame_ids)))))
+    return [row for row in db.session.execute(rows) if row.id in frame_ids]
 
 
 def _confirmed_by_another_node(frame: Frame, attempt: Attempt) -> bool:

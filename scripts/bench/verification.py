@@ -85,7 +85,7 @@ def median_s(call: Callable[[], object], repeats: int) -> float:
 
 
 def run(repeats: int = 3, width: int = WIDTH, height: int = HEIGHT) -> Section:
-    from shared.image_checks import ExpectedImage, check_render_output
+    from shared.image_checks import ExpectedImage, KnownFrames, check_render_output
     from shared.thumbnails import thumbnail_png
 
     def verify_with_preview(path: Path, expected: ExpectedImage) -> None:
@@ -106,7 +106,7 @@ def run(repeats: int = 3, width: int = WIDTH, height: int = HEIGHT) -> Section:
                 output_format,
                 width,
                 height,
-                known_fingerprints=(known.fingerprint,) if known.fingerprint else (),
+                known_frames=KnownFrames.of([known.fingerprint] if known.fingerprint else []),
                 reference_noise=reference.stats.get("noise"),
                 reference_detail_ratio=reference.stats.get("detail_ratio"),
             )

@@ -43,6 +43,34 @@ def test_same_image_for_two_frames_is_rejected_and_the_thumbnail_served(
     assert missing.status_code == 404
 
 
+def test_a_copy_of_a_frame_verified_after_the_verifier_last_looked_is_caught(
+    client, run_workers, scene_files, tmp_path, escrow
+):
+    # The verifier keeps a job's verified frames between frames and reads only the ones
+    # verified since: the second frame is new to it when the third, its copy, arrives.
+    job = rendering_job(client, run_workers, scene_files["tiny"], escrow, frame_start=1, frame_end=4)
+    node = register(client)
+    delivered = []
+    for seed in (1, 2):
+        assignment = claim(client, node)
+        image = noise_png(tmp_path / f"frame_{seed}.png", 64, 36, seed=seed)
+        assert put_output(client, assignment, image).status_code == 202
+        run_workers()
+        delivered.append((assignment, image))
+    copy = claim(client, node)
+    assert put_output(client, copy, delivered[1][1]).status_code == 202
+    run_workers()
+    honest = claim(client, node)
+    assert put_output(client, honest, noise_png(tmp_path / "frame_3.png", 64, 36, seed=3)).status_code == 202
+    run_workers()
+
+    frames = {f["number"]: f for f in client.get(f"{JOBS}/{job['id']}/frames").json["frames"]}
+    assert [frames[a["frame_number"]]["state"] for a, _ in delivered] == ["VERIFIED", "VERIFIED"]
+    rejection = frames[copy["frame_number"]]["last_rejection"]
+    assert rejection.startswith("DUPLICATE_FRAME") and "pixel-identical" in rejection
+    assert frames[honest["frame_number"]]["state"] == "VERIFIED"  # a new picture is still paid
+
+
 def constant_exr(path: Path, width: int, height: int, rgb: tuple[float, float, float]) -> Path:
     channels = {
         name: np.full((height, width), value, dtype=np.float32)

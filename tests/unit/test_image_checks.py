@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import tracemalloc
@@ -16,7 +17,10 @@ from PIL import Image, ImageFile
 from shared.image_checks import (
     DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MAX_OUTPUT_PIXELS,
+    MATCH_BLOCK_ROWS,
+    NEAR_DUPLICATE_MAX_CELL_DIFF,
     ExpectedImage,
+    KnownFrames,
     RejectionReason,
     Verdict,
     check_render_output,
@@ -470,3 +474,83 @@ def test_an_accepted_verdict_carries_the_decoded_pixels_and_a_rejected_one_none(
     rejected = check_render_output(str(path), ExpectedImage("PNG", WIDTH + 1, HEIGHT))
     assert not rejected.accepted
     assert rejected.pixels is None
+
+
+def fingerprint_of(pixel_hash: str, cells: np.ndarray) -> str:
+    """A fingerprint as check_render_output writes one: hash, then the signature's
+    width x height and its 16-bit cells, big-endian, in base64."""
+    height, width = cells.shape
+    encoded = base64.b64encode(cells.astype(">u2").tobytes()).decode("ascii")
+    return f"{pixel_hash}:{width}x{height}:{encoded}"
+
+
+def reference_match(first: str, second: str) -> str | None:
+    """The near-duplicate rule written out on two fingerprints, in floats."""
+    first_hash, first_cells = first.split(":")[0], decoded_cells(first)
+    second_hash, second_cells = second.split(":")[0], decoded_cells(second)
+    if first_hash == second_hash:
+        return "pixel-identical"
+    if first_cells is None or second_cells is None or first_cells.shape != second_cells.shape:
+        return None
+    difference = first_cells / 65535 - second_cells / 65535
+    if np.abs(difference - difference.mean()).max() < NEAR_DUPLICATE_MAX_CELL_DIFF:
+        return "nearly identical"
+    return None
+
+
+def decoded_cells(text: str) -> np.ndarray | None:
+    try:
+        _, shape, encoded = text.split(":")
+        width, height = (int(part) for part in shape.split("x"))
+        return np.frombuffer(base64.b64decode(encoded), dtype=">u2").reshape(height, width).astype(np.float64)
+    except ValueError:
+        return None
+
+
+def test_known_frames_match_a_copy_shifted_in_brightness_and_not_a_changed_cell(rng):
+    original = rng.integers(2000, 60000, (16, 16))
+    known = KnownFrames.of([fingerprint_of("a" * 64, original)])
+
+    assert known.match(fingerprint_of("a" * 64, original + 500)) == "pixel-identical"
+    assert known.match(fingerprint_of("b" * 64, original + 500)) == "nearly identical"
+    # One cell 257 units (one 8-bit step) off the others after the mean shift: no longer a copy.
+    changed = original.copy()
+    changed[3, 4] += 257 * 256 // 255 + 1
+    assert known.match(fingerprint_of("b" * 64, changed)) is None
+    assert KnownFrames().match(fingerprint_of("a" * 64, original)) is None
+
+
+def test_known_frames_follow_the_rule_at_its_edge_for_every_offset(rng):
+    """Deviations just under, at and over the limit, in integers and in floats alike."""
+    base = rng.integers(1000, 64000, (16, 16))
+    own = fingerprint_of("own", base)
+    for bump in range(250, 266):
+        for cell in [(0, 0), (7, 9), (15, 15)]:
+            other = base.copy()
+            other[cell] += bump
+            text = fingerprint_of("other", other)
+            assert KnownFrames.of([text]).match(own) == reference_match(own, text), (bump, cell)
+
+
+def test_known_frames_search_every_block_and_keep_what_they_held(rng):
+    rows = [
+        fingerprint_of(f"{n:064x}", rng.integers(0, 65535, (16, 16))) for n in range(MATCH_BLOCK_ROWS + 10)
+    ]
+    target = rng.integers(0, 60000, (16, 16))
+    held = KnownFrames.of(rows)
+    grown = held.extended([fingerprint_of("late", target)])
+
+    copy = fingerprint_of("copy", target + 3)
+    assert held.match(copy) is None  # extended returns a new set of frames
+    assert grown.match(copy) == "nearly identical"  # found past the first block
+    assert grown.match(rows[5]) == "pixel-identical"
+
+
+def test_known_frames_compare_only_signatures_of_one_shape_and_skip_broken_ones(rng):
+    small = rng.integers(0, 65535, (9, 16))
+    known = KnownFrames.of([fingerprint_of("wide", small), "legacy-hash-only", "x:3x3:!!!"])
+
+    assert known.match(fingerprint_of("other", small.T.copy())) is None  # 9x16 is not 16x9
+    assert known.match(fingerprint_of("other", small + 1)) == "nearly identical"
+    assert known.match("legacy-hash-only") == "pixel-identical"
+    assert known.match("unparsable") is None

@@ -18,7 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shared.image_checks import ExpectedImage, RejectionReason, Verdict, check_render_output, to_display
+from shared.image_checks import (
+    ExpectedImage,
+    KnownFrames,
+    RejectionReason,
+    Verdict,
+    check_render_output,
+    to_display,
+)
 from shared.thumbnails import THUMBNAIL_MAX_WIDTH_PX, make_thumbnail, thumbnail_png
 
 pytestmark = pytest.mark.unit
@@ -68,7 +75,7 @@ def job_reference(renders: Path) -> dict:
     """What verification passes for a job whose honest frames are already verified."""
     verdicts = [check_render_output(str(renders / f"frame_{n}.png"), png()) for n in HONEST_FRAMES]
     return {
-        "known_fingerprints": tuple(v.fingerprint for v in verdicts),
+        "known_frames": KnownFrames.of(v.fingerprint for v in verdicts),
         "reference_noise": statistics.median(v.stats["noise"] for v in verdicts),
         "reference_detail_ratio": statistics.median(v.stats["detail_ratio"] for v in verdicts),
     }
@@ -112,7 +119,8 @@ def test_real_cycles_render_is_accepted(renders, name, expected, depth, sample_t
 def test_honest_frame_passes_the_job_comparisons(renders, job_reference, name):
     reference = dict(job_reference)
     own = check_render_output(str(renders / name), png()).fingerprint
-    reference["known_fingerprints"] = tuple(f for f in reference["known_fingerprints"] if f != own)
+    honest = [check_render_output(str(renders / f"frame_{n}.png"), png()).fingerprint for n in HONEST_FRAMES]
+    reference["known_frames"] = KnownFrames.of(f for f in honest if f != own)
 
     assert check_render_output(str(renders / name), png(**reference)).accepted is True
 
