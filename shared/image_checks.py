@@ -107,7 +107,7 @@ class KnownFrames:
 
     @classmethod
     def of(cls, fingerprints: Iterable[str]) -> KnownFrames:
-        return KNOWN_NONE.extended(fingerprints)
+        return cls().extended(fingerprints)
 
     def extended(self, fingerprints: Iterable[str]) -> KnownFrames:
         hashes = set(self.pixel_hashes)
@@ -138,7 +138,7 @@ class KnownFrames:
         return None
 
 
-KNOWN_NONE = KnownFrames()
+NO_KNOWN_FRAMES = KnownFrames()
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class ExpectedImage:
     channels: frozenset[str] | None = None
     bit_depth: int | None = None
     reference_is_blank: bool = False
-    known_frames: KnownFrames = field(default_factory=lambda: KNOWN_NONE)
+    known_frames: KnownFrames = NO_KNOWN_FRAMES
     allow_duplicates: bool = False
     reference_noise: float | None = None
     reference_detail_ratio: float | None = None
@@ -592,11 +592,6 @@ def _nearly_identical(cells: np.ndarray, known: np.ndarray) -> bool:
     above = count * difference.max(axis=1) - total
     below = total - count * difference.min(axis=1)
     return bool(np.any((above < limit) & (below < limit)))
-
-
-def is_duplicate(first: str, second: str) -> str | None:
-    """How two fingerprints match ("pixel-identical", "nearly identical"), or None."""
-    return KnownFrames.of([second]).match(first)
 
 
 def image_statistics(luminance: np.ndarray) -> dict[str, float]:

@@ -31,7 +31,13 @@ from backend.models import Attempt, Frame, Job, SpotCheck
 from backend.services import job_lifecycle, payments, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
 from backend.services.scene_intake import storage
-from shared.image_checks import KNOWN_NONE, ExpectedImage, KnownFrames, RejectionReason, check_render_output
+from shared.image_checks import (
+    NO_KNOWN_FRAMES,
+    ExpectedImage,
+    KnownFrames,
+    RejectionReason,
+    check_render_output,
+)
 from shared.states import AttemptOutcome, FrameState, SpotCheckState
 from shared.thumbnails import make_thumbnail, thumbnail_png
 
@@ -172,7 +178,7 @@ class VerifiedFrames:
     and the noise and detail ratio of those large enough to measure."""
 
     frame_ids: frozenset[int] = frozenset()
-    known: KnownFrames = KNOWN_NONE
+    known: KnownFrames = NO_KNOWN_FRAMES
     noise: tuple[float, ...] = ()
     detail_ratio: tuple[float, ...] = ()
 
