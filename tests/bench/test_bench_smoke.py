@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.bench import run
+from scripts.bench import run, scheduler
 from scripts.bench.common import postgres_problem
 
 pytestmark = pytest.mark.system
@@ -52,7 +52,8 @@ def test_benchmark_writes_its_figures(benchmark: str, tmp_path: Path):
             for point in result[key]:
                 assert point["frames_uploaded"] == point["frames"], point
                 figures = ("makespan_over_ideal", "claim_p99_ms", "first_claim_p99_ms",
-                           "every_node_started_s", "heartbeats_per_s", "sim_loop_lag_p99_ms")  # fmt: skip
+                           "every_node_started_s", "heartbeats_per_s", "sim_loop_lag_p99_ms",
+                           "knowing_farm_over_ideal")  # fmt: skip
                 for figure in figures:
                     assert is_number(point[figure]), (figure, point)
         else:
@@ -64,3 +65,13 @@ def test_table_lines_up():
     lines = table.splitlines()
     assert lines[0].startswith("benchmark") and set(lines[1]) <= {"-", "+"}
     assert len({line.index("|") for line in lines if "|" in line}) == 1
+
+
+def test_the_overhead_free_farms_hand_out_frames_in_order_or_longest_first(monkeypatch):
+    render_s = {1: 1.0, 2: 1.0, 3: 2.0}
+    monkeypatch.setattr(scheduler, "render_time_s", lambda number, scale, seed: render_s[number] * scale)
+
+    # In order, the long frame starts last on two nodes; longest first, it starts at once.
+    assert scheduler.instant_farm_makespan_s(3, 2, 1.0, 0) == 3.0
+    assert scheduler.instant_farm_makespan_s(3, 2, 1.0, 0, longest_first=True) == 2.0
+    assert scheduler.ideal_makespan_s(3, 2, 1.0, 0) == (2.0, 4.0)
