@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import TypeVar
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -21,6 +23,19 @@ NAMING_CONVENTION = {
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
+
+
+Made = TypeVar("Made")
+
+
+def app_scoped(key: str, make: Callable[[], Made]) -> Made:
+    """The current app's one object under ``key``, made on first use: per app rather than
+    per module, as tests build many apps with their own config. ``dict.setdefault`` is
+    atomic, so threads racing to make it all get the one kept."""
+    found = current_app.extensions.get(key)
+    if found is None:
+        found = current_app.extensions.setdefault(key, make())
+    return found
 
 
 def _rate_limit_key() -> str:

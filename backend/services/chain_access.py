@@ -13,6 +13,7 @@ from flask import current_app
 from backend import defaults
 from backend.errors import EscrowError
 from backend.escrow_chain import ChainConfig, EscrowChain
+from backend.extensions import app_scoped
 from backend.queues import redis_connection
 
 OPERATOR_LOCK_PREFIX = "ronrender:escrow-operator:"
@@ -20,10 +21,7 @@ OPERATOR_LOCK_PREFIX = "ronrender:escrow-operator:"
 
 def escrow_chain() -> EscrowChain:
     """The app's escrow chain, built on first use (decrypting a keystore is slow)."""
-    chain = current_app.extensions.get("ronrender_escrow_chain")
-    if chain is None:
-        chain = current_app.extensions["ronrender_escrow_chain"] = EscrowChain(chain_config())
-    return chain
+    return app_scoped("ronrender_escrow_chain", lambda: EscrowChain(chain_config()))
 
 
 def chain_config() -> ChainConfig:

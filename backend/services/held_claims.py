@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from backend.extensions import db
+from backend.extensions import app_scoped, db
 from backend.queues import redis_connection
 
 T = TypeVar("T")
@@ -102,10 +102,7 @@ def _channel() -> str:
 
 
 def _seats() -> threading.BoundedSemaphore:
-    seats = current_app.extensions.get("ronrender_claim_hold_seats")
-    if seats is None:  # dict.setdefault is atomic: racing first claims share one semaphore
-        seats = current_app.extensions.setdefault(
-            "ronrender_claim_hold_seats",
-            threading.BoundedSemaphore(current_app.config["RONRENDER_CLAIM_HOLD_SEATS"]),
-        )
-    return seats
+    return app_scoped(
+        "ronrender_claim_hold_seats",
+        lambda: threading.BoundedSemaphore(current_app.config["RONRENDER_CLAIM_HOLD_SEATS"]),
+    )

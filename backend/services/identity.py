@@ -31,7 +31,7 @@ from sqlalchemy import Select, bindparam, select
 
 from backend import defaults
 from backend.errors import Forbidden, LoginRefused, NotFound
-from backend.extensions import db
+from backend.extensions import app_scoped, db
 from backend.models import ApiToken, utc_now
 from backend.queues import redis_connection
 from shared.protocol import sign_in_message
@@ -203,7 +203,7 @@ def _announce_revocation() -> None:
 def _trusted_tokens() -> TLRUCache:
     """The process's token cache, emptied first if a token was revoked since it last looked."""
     cache = _token_cache()
-    checked = current_app.extensions.setdefault("ronrender_token_revocations", {"count": None, "next_s": 0.0})
+    checked = app_scoped("ronrender_token_revocations", lambda: {"count": None, "next_s": 0.0})
     now = time.monotonic()
     if now >= checked["next_s"]:
         try:
@@ -218,12 +218,12 @@ def _trusted_tokens() -> TLRUCache:
 
 
 def _token_cache() -> TLRUCache:
-    cache = current_app.extensions.get("ronrender_token_cache")
-    if cache is None:
-        ttl_s = current_app.config["RONRENDER_TOKEN_CACHE_S"]
-        cache = token_trust_cache(ttl_s) if ttl_s > 0 else _NoCache()
-        current_app.extensions["ronrender_token_cache"] = cache
-    return cache
+    return app_scoped("ronrender_token_cache", _new_token_cache)
+
+
+def _new_token_cache() -> TLRUCache:
+    ttl_s = current_app.config["RONRENDER_TOKEN_CACHE_S"]
+    return token_trust_cache(ttl_s) if ttl_s > 0 else _NoCache()
 
 
 def token_trust_cache(ttl_s: float, timer: Callable[[], float] = time.monotonic) -> TLRUCache:

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, lit
 
 from backend import defaults, observability
 from backend.errors import NodeSuspended, NotFound
-from backend.extensions import db
+from backend.extensions import app_scoped, db
 from backend.models import Attempt, Frame, Job, Node, SceneFile, is_one_of, utc_now
 from backend.services import heartbeats, reputation, spot_checks
 from backend.services.frame_transitions import lease_first_locked, open_lease, transition_frame
@@ -69,9 +69,7 @@ _job_terms_lock = threading.Lock()
 
 
 def _job_terms(job_id: str) -> _JobTerms:
-    cache = current_app.extensions.get(JOB_TERMS_KEY)
-    if cache is None:
-        cache = current_app.extensions.setdefault(JOB_TERMS_KEY, LRUCache(maxsize=JOB_TERMS_CACHE_SIZE))
+    cache = app_scoped(JOB_TERMS_KEY, lambda: LRUCache(maxsize=JOB_TERMS_CACHE_SIZE))
     with _job_terms_lock:
         terms = cache.get(job_id)
     if terms is None:
@@ -431,7 +429,7 @@ def idle_retry_after_s() -> int | None:
     large that its idle slots (each claims on its own) would otherwise flood the backend
     with empty claims (their total rate is held near RONRENDER_IDLE_CLAIMS_PER_S); None
     for a small farm."""
-    counted = current_app.extensions.setdefault("ronrender_online_slots", {"slots": 0, "until": 0.0})
+    counted = app_scoped("ronrender_online_slots", lambda: {"slots": 0, "until": 0.0})
     with _online_count_lock:
         now = time.monotonic()
         if now >= counted["until"]:  # counted at most once per few seconds per process

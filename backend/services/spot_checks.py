@@ -33,7 +33,7 @@ from sqlalchemy import Select, bindparam, exists, func, select
 
 from backend import defaults, queues
 from backend.errors import LeaseNotHeld, NotFound, RonRenderError
-from backend.extensions import db
+from backend.extensions import app_scoped, db
 from backend.models import Attempt, Frame, Job, Node, SpotCheck, utc_now
 from backend.services import reputation
 from backend.services.frame_transitions import Lease, open_lease, requeue_or_fail, transition_frame
@@ -187,7 +187,7 @@ def _any_pending() -> bool:
     """Whether any spot check waits for a checker. "None" is trusted for
     NONE_PENDING_TRUSTED_S per process: claims then skip the offer query (most find no
     check), and a new check waits at most that long to be offered."""
-    memo = current_app.extensions.setdefault(NONE_PENDING_KEY, {"until": 0.0})
+    memo = app_scoped(NONE_PENDING_KEY, lambda: {"until": 0.0})
     if time.monotonic() < memo["until"]:
         return False
     pending = db.session.scalar(_pending_exists()) or False

@@ -26,7 +26,7 @@ from flask import current_app
 from sqlalchemy import Row, select
 
 from backend import observability, queues
-from backend.extensions import db
+from backend.extensions import app_scoped, db
 from backend.models import Attempt, Frame, Job, SpotCheck
 from backend.services import job_lifecycle, payments, reputation, spot_checks
 from backend.services.frame_transitions import requeue_or_fail, transition_frame
@@ -207,9 +207,7 @@ def _verified_frames(job_id: str, frame_id: int) -> VerifiedFrames:
     )
     if frame_id in verified:  # the frame's verification repeated after it was verified: rare, not kept
         return VerifiedFrames().extended(_verified_rows(job_id, verified - {frame_id}))
-    cache = current_app.extensions.get(VERIFIED_FRAMES_KEY)
-    if cache is None:
-        cache = current_app.extensions.setdefault(VERIFIED_FRAMES_KEY, LRUCache(VERIFIED_FRAMES_CACHE_SIZE))
+    cache = app_scoped(VERIFIED_FRAMES_KEY, lambda: LRUCache(VERIFIED_FRAMES_CACHE_SIZE))
     with _verified_frames_lock:
         held = cache.get(job_id)
     if held is None or not held.frame_ids <= verified:  # not a frame this process has seen vanishes

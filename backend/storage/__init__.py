@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Response, current_app, redirect, send_file
 
+from backend.extensions import app_scoped
 from backend.storage.base import PRESIGNED_URL_TTL_S, Storage, StoredObject, object_key
 from backend.storage.local import LocalStorage
 from backend.storage.s3 import CACHE_MAX_BYTES, S3Settings, S3Storage, checksum_header
@@ -64,10 +65,7 @@ def open_storage(config: Mapping[str, Any]) -> Storage:
 
 def app_storage() -> Storage:
     """The app's storage, built once per process (a boto3 client is slow to make and thread-safe)."""
-    store = current_app.extensions.get("ronrender_storage")
-    if store is None:
-        store = current_app.extensions["ronrender_storage"] = open_storage(current_app.config)
-    return store
+    return app_scoped("ronrender_storage", lambda: open_storage(current_app.config))
 
 
 def send_stored(
