@@ -115,7 +115,7 @@ def verify_checked_frame(attempt: Attempt) -> None:
         return
     assert attempt.output_sha256 is not None
     output_path = str(storage().path_for(attempt.output_sha256))
-    expected = expected_image(frame.job, frame, attempt)
+    expected = task_image(frame.job)  # its checks passed: the preview needs no other frames
     preview = _preview(output_path, lambda: make_thumbnail(output_path, expected))
     _accept(attempt, expect=[FrameState.CHECKING], thumbnail_sha256=_store_thumbnail(preview))
     job_lifecycle.finish_job_if_done(frame.job_id)
@@ -157,11 +157,8 @@ def expected_image(job: Job, frame: Frame, attempt: Attempt) -> ExpectedImage:
     verified = _verified_frames(job.id, frame.id)
     enough = len(verified.noise) >= MIN_REFERENCE_FRAMES
     confirmed = _confirmed_by_another_node(frame, attempt)
-    return ExpectedImage(
-        output_format=job.output_format,
-        width=job.output_width,
-        height=job.output_height,
-        max_bytes=current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"],
+    return dataclasses.replace(
+        task_image(job),
         # the reference is the middle frame; a scene blank there is trusted to be blank
         reference_is_blank=bool(probe.get("blank")),
         known_frames=verified.known,
@@ -169,6 +166,16 @@ def expected_image(job: Job, frame: Frame, attempt: Attempt) -> ExpectedImage:
         allow_duplicates=not analysis.get("animated", False) or confirmed,
         reference_noise=float(np.median(verified.noise)) if enough and not confirmed else None,
         reference_detail_ratio=float(np.median(verified.detail_ratio)) if enough and not confirmed else None,
+    )
+
+
+def task_image(job: Job) -> ExpectedImage:
+    """What the job asks of every frame's output: its format, size and byte limit."""
+    return ExpectedImage(
+        output_format=job.output_format,
+        width=job.output_width,
+        height=job.output_height,
+        max_bytes=current_app.config["RONRENDER_MAX_RENDER_OUTPUT_BYTES"],
     )
 
 
